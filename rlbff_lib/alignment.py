@@ -106,7 +106,7 @@ class RewardConfig:
     """
 
     backend: Literal["scalar", "genrm", "judge", "bt", "checker"] = "scalar"
-    model_path: str = "models/scalar_rm/model"
+    model_path: str = "models/reward_models/scalar"
     batch_size: int = 32
     max_length: int = 1024
     length_penalty: float = 0.0
@@ -859,13 +859,14 @@ def run_job(job: TrainJob) -> dict:
 
 def launch_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path, rows: Sequence[dict] | None = None,
                 accelerate_config: str = "cpu.yaml", num_processes: int | None = None,
-                env: dict[str, str] | None = None) -> dict:
+                env: dict[str, str] | None = None, prefix: str = "") -> dict:
     """Run :func:`train_grpo` as an ``accelerate launch`` subprocess; returns its training log.
 
     Writes ``output_dir/job.json`` (a :class:`~rlbff_lib.launch.TrainJob`) and, with ``rows``,
     ``output_dir/rows.jsonl``; accelerate_config: a file under ``configs/accelerate/`` (``cpu.yaml``,
     ``multi_gpu_zero3.yaml``, ...). env: extra environment for the child (e.g. ``{"OMP_NUM_THREADS":
-    "1"}`` when several runs share a few CPU cores). The child's output is forwarded line by line.
+    "1"}`` when several runs share a few CPU cores). The child's output is forwarded line by line,
+    after ``prefix``.
     """
     from dataclasses import asdict
 
@@ -880,7 +881,7 @@ def launch_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path
         write_jsonl(train_file, rows)
     job = TrainJob(model=str(policy), train_file=train_file, output_dir=str(output_dir), config=asdict(cfg))
     path = job.write(output_dir / "job.json")
-    launcher.launch("rlbff_lib.alignment", path, accelerate_config, num_processes, env)
+    launcher.launch("rlbff_lib.alignment", path, accelerate_config, num_processes, env, prefix)
     return json.loads((output_dir / "training_log.json").read_text(encoding="utf-8"))
 
 

@@ -433,7 +433,7 @@ def job_cli(argv: list[str] | None, prog: str, run_job: Callable[[TrainJob], dic
 
 
 def launch(trainer_module_entry: str, config_path: str | Path, accelerate_config: str | Path = "cpu.yaml",
-           num_processes: int | None = None, env: dict[str, str] | None = None) -> None:
+           num_processes: int | None = None, env: dict[str, str] | None = None, prefix: str = "") -> None:
     """Run ``python -m <trainer_module_entry> train --config <config_path>`` under ``accelerate launch``.
 
     trainer_module_entry: ``"rlbff_lib.reward_model"`` or ``"rlbff_lib.bt"``.
@@ -441,7 +441,8 @@ def launch(trainer_module_entry: str, config_path: str | Path, accelerate_config
     num_processes: overrides the config's (e.g. the GPU count). The child runs in this
     process's working directory (relative paths in the job resolve as here), with the
     repository on ``PYTHONPATH``. The child's output is
-    forwarded line by line to this process's stdout (so a notebook shows it); a non-zero
+    forwarded line by line to this process's stdout (so a notebook shows it), each line after
+    ``prefix`` (which tells apart runs launched side by side); a non-zero
     exit raises ``RuntimeError`` with the last 40 lines.
     """
     cfg = Path(accelerate_config)
@@ -466,7 +467,7 @@ def launch(trainer_module_entry: str, config_path: str | Path, accelerate_config
         assert proc.stdout is not None
         for line in proc.stdout:
             tail.append(line.rstrip("\n"))
-            print(line, end="", flush=True)
+            print(prefix + line, end="", flush=True)
         rc = proc.wait()
     except BaseException:
         proc.kill()

@@ -34,6 +34,7 @@ SECTIONS: dict[str, str] = {
     "principles": "rlbff_lib.principles:PrinciplesConfig",
     "reward_models": "rlbff_lib.reward_models:RewardModelsConfig",
     "rm_eval": "rlbff_lib.rm_eval:RMEvalConfig",
+    "alignment": "rlbff_lib.alignment_stage:AlignmentStageConfig",
     "report": "rlbff_lib.report:ReportConfig",
 }
 

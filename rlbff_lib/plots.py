@@ -311,8 +311,9 @@ def calibration_plot(calibrations: dict):
     return fig
 
 
-def grouped_accuracy(groups: dict, title: str, baseline: dict | None = None):
-    """Grouped bars: ``groups`` = model -> {category: accuracy in [0, 1]}; optional per-category baseline."""
+def grouped_accuracy(groups: dict, title: str, baseline: dict | None = None, ylabel: str = "accuracy",
+                     baseline_label: str = "majority baseline"):
+    """Grouped bars: ``groups`` = model -> {category: share in [0, 1]}; optional per-category baseline."""
     import numpy as np
 
     cats = sorted({c for g in groups.values() for c in g})
@@ -323,10 +324,41 @@ def grouped_accuracy(groups: dict, title: str, baseline: dict | None = None):
         ax.bar(x + k * width - 0.4 + width / 2, [g.get(c, float("nan")) for c in cats], width, label=name)
     if baseline:
         ax.scatter(x, [baseline.get(c, float("nan")) for c in cats], color="black", marker="_", s=300, zorder=3,
-                   label="majority baseline")
+                   label=baseline_label)
     ax.set_xticks(x, cats, rotation=45, ha="right")
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
     return fig
+
+
+# ---------------------------------------------------------------- stage `alignment`
+
+def grpo_curves(curves: dict):
+    """GRPO runs side by side: mean reward, KL to the reference policy and completion length per step.
+
+    ``curves``: run name -> ``[{step, reward, kl, completion_length}]`` (missing keys skipped).
+    Runs sharing a reward (``"<reward> s<seed>"``) share a colour.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    groups = list(dict.fromkeys(name.rsplit(" s", 1)[0] for name in curves))
+    colors = {g: f"C{i}" for i, g in enumerate(groups)}
+    labelled = set()
+    for name, pts in curves.items():
+        group = name.rsplit(" s", 1)[0]
+        for ax, key in zip(axes, ("reward", "kl", "completion_length")):
+            xy = [(p["step"], p[key]) for p in pts if p.get(key) is not None]
+            if xy:
+                ax.plot(*zip(*xy), marker=".", color=colors[group], alpha=0.8,
+                        label=None if (group, key) in labelled else group)
+                labelled.add((group, key))
+    for ax, ylabel in zip(axes, ("mean reward (RM score)", "KL to the SFT policy (nats/token)",
+                                  "completion length (tokens)")):
+        ax.set_xlabel("GRPO step")
+        ax.set_ylabel(ylabel)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("GRPO of the smoke policy, one line per seed")
+    fig.tight_layout()
+    return fig
+

@@ -356,7 +356,7 @@ class PolicyEvalConfig:
     chat_template_kwargs: dict[str, bool] = field(default_factory=dict)
     max_prompt_tokens: int = 1536
     judge: Literal["principle_rm", "openai"] = "principle_rm"
-    judge_model_path: str = "models/scalar_rm/model"
+    judge_model_path: str = "models/reward_models/scalar"
     judge_principle: str = "is helpful and correct"
     rating_temperature: float = 2.0
     tie_margin: float = 0.25

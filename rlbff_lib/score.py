@@ -2,7 +2,7 @@
 
 API::
 
-    model, tok = load_scorer("models/scalar_rm/model")       # any causal-LM folder or hub name
+    model, tok = load_scorer("models/reward_models/scalar")       # any causal-LM folder or hub name
     res = score(conversations, responses, "is concise", model, tok, batch_size=8, max_length=4096)
     res.scores      # list[float]: logit("Yes") - logit("No") at the first generated position
     res.answers     # ["Yes" if s > 0 else "No", ...]

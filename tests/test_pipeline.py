@@ -32,6 +32,15 @@ TINY = {
                   "eval_max_new_tokens": 8},
         "genrm_eval_limit": 4,
     },
+    "alignment": {
+        "policy": {"sft_steps": 2, "n_examples": 16, "per_device_train_batch_size": 4, "logging_steps": 1,
+                   "save_steps": 1},
+        "grpo": {"n_prompts": 8, "max_steps": 1, "num_generations": 2, "per_device_train_batch_size": 4,
+                 "max_completion_length": 8, "logging_steps": 1, "save_steps": 1},
+        "seeds": [0, 1],
+        "fulfilment": {"n_prompts": 4, "max_new_tokens": 8, "batch_size": 4},
+        "evaluation": {"mtbench_limit": 1, "arena_limit": 2, "max_new_tokens": 8, "n_bootstrap": 5},
+    },
 }
 STAGES = [name for name in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]]
 
@@ -128,6 +137,36 @@ def test_reward_models_stage_executes(workdir):
         assert (workdir / "models" / "reward_models" / name / "model.safetensors").exists()
     assert len(list((workdir / "models" / "rm_runs").glob("scalar-*"))) == 1
     assert (workdir / "figures" / "reward_models_calibration.png").exists()
+
+
+@pytest.mark.slow
+def test_alignment_stage_executes(workdir):
+    """SFT, GRPO (scalar and BT rewards, two seeds each), fulfilment, MT-Bench and Arena-Hard on the
+    local benchmark files; a rerun reuses every finished run."""
+    from rlbff_lib.benchmarks import benchmarks_dir
+
+    for name in ("data", "assets", "principles", "reward_models"):
+        if not (workdir / "outputs" / "notebooks" / f"{name}.ipynb").exists():
+            run_stage(name, workdir / "params.yaml", workdir=workdir)
+    run_stage("alignment", workdir / "params.yaml", workdir=workdir)
+    m = json.loads((workdir / "metrics" / "alignment.json").read_text())
+    ful = m["fulfilment"]
+    assert [s["seed"] for s in ful["seeds"]] == [0, 1] and set(ful["by_reward"]) == {"scalar", "bt"}
+    assert ful["gain"]["mean"] == pytest.approx(sum(s["gain"] for s in ful["seeds"]) / 2)
+    assert set(ful["before"]["rates"]) == set(m["train_properties"]) | set(m["held_out_properties"])
+    assert set(m["curves"]) == {"scalar s0", "scalar s1", "bt s0", "bt s1"}
+    assert all(p["step"] == 1 for c in m["curves"].values() for p in c)
+    runs = sorted(p.name.rsplit("-", 1)[0] for p in (workdir / "models" / "alignment_runs").iterdir())
+    assert runs == ["grpo-bt-s0", "grpo-bt-s1", "grpo-scalar-s0", "grpo-scalar-s1", "policy_sft"]
+    if benchmarks_dir() is not None:
+        assert m["policies"]["scalar"]["mt_bench"]["judge"] == "principle-RM (smoke, not GPT-4)"
+        assert 1 <= m["policies"]["sft"]["mt_bench"]["overall"] <= 10
+        assert 0 <= m["policies"]["bt"]["arena_hard"]["win_rate"] <= 100
+    for fig in ("curves", "fulfilment"):
+        assert (workdir / "figures" / f"alignment_{fig}.png").stat().st_size > 1000
+    stamps = {p: p.stat().st_mtime_ns for p in (workdir / "models" / "alignment_runs").glob("*/model/*.safetensors")}
+    run_stage("alignment", workdir / "params.yaml", workdir=workdir)  # finished runs are reused, not retrained
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
 @pytest.mark.slow
