@@ -1218,8 +1218,8 @@ class WorldConfig:
     max_turns: int = 3              # user turns per context (1..max_turns)
     property_rate: float = 0.5      # P(property holds) for each applicable property of each response
     annotators: int = 3             # feedback texts per response (HelpSteer3: up to 3)
-    min_comments: int = 1           # property remarks per feedback text
-    max_comments: int = 3
+    min_comments: int = 3           # property remarks per feedback text (HelpSteer3 feedback discusses several
+    max_comments: int = 6           # aspects; 1-3 left ~1.1 principle items per response, too few for the tiny RM)
     partial_rate: float = 0.1       # a remark is "Partially"
     offtopic_rate: float = 0.2      # a feedback text gets a remark that maps to no property
     mistake_rate: float = 0.08      # a remark is wrong (random low-salience property, or flipped polarity)
