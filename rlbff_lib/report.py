@@ -717,12 +717,16 @@ def alignment_table(alignment: Mapping | None) -> str:
         lines += ["", f"Our rows: {missing_note('alignment')}."]
     elif not alignment_rows(alignment):
         lines += ["", "Our rows: not available: metrics/alignment.json has no MT-Bench / Arena-Hard results."]
+    elif alignment.get("judge"):
+        lines += ["", f"Judge of our rows: {alignment['judge']}; the paper's rows: GPT-4 (MT-Bench) and the "
+                      "official Arena-Hard v2 judge."]
     return "\n".join(lines)
 
 
 def alignment_table_figure(alignment: Mapping | None, scale: str):
     rows, ours = alignment_table_rows(alignment)
-    note = (f"Ours ({scale}); WildBench not run here. Paper: Qwen3-32B policies, GPT-4 / official judges. "
+    judge = f", judged by {alignment['judge']}" if alignment and alignment.get("judge") else ""
+    note = (f"Ours ({scale}{judge}); WildBench not run here. Paper: Qwen3-32B policies, GPT-4 / official judges. "
             f"{NA}: not measured / not given.")
     if not alignment:
         note = missing_note("alignment") + ". " + note
