@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from rlbff_lib import world as W
-from rlbff_lib.launch import TrainConfig, TrainJob, job_cli
+from rlbff_lib.launch import GRPOSettings, TrainJob, job_cli
 from rlbff_lib.policy import final_answer, split_thinking
 from rlbff_lib.progress import log, quiet_mode
 
@@ -164,27 +164,21 @@ def _default_train_properties() -> list[str]:
 
 
 @dataclass
-class AlignmentConfig:
-    """GRPO of the policy with a principle reward (units: optimizer steps, tokens, completions).
+class AlignmentConfig(GRPOSettings):
+    """GRPO of the policy with a principle reward (GRPO fields: :class:`rlbff_lib.launch.GRPOSettings`;
+    units: optimizer steps, tokens, completions).
 
-    Data. n_prompts: training prompts drawn from ``world.sample_policy_prompts`` (stream
+    reward: where the reward comes from (:class:`RewardConfig`).
+    n_prompts: training prompts drawn from ``world.sample_policy_prompts`` (stream
     ``prompt_seed``, kept apart from the SFT stream); domains, max_turns, word_limit: as there.
     train_properties: properties whose principles reward the policy; every other property
     applicable to ``domains`` is held out (:meth:`held_out_properties`).
     principles_per_prompt: principles attached to each prompt (their scores are averaged).
     principle_texts: property → the principle strings to use for it (e.g. those the reward model
     was trained on); a property not listed uses the world's phrasings.
+    chat_template_kwargs: e.g. ``{"enable_thinking": true}`` for Qwen3's thinking mode.
     max_prompt_length: longer prompts are dropped (TRL 1.16 does not truncate prompts).
-
-    GRPO (``trl.GRPOConfig``). learning_rate, max_steps; num_generations: completions per prompt
-    (the group); per_device_train_batch_size: completions per process per micro-step (prompts per
-    step = that × gradient_accumulation_steps × processes / num_generations);
-    max_completion_length: generated tokens; temperature, top_p: sampling (~1 so the properties
-    vary within a group); beta: KL coefficient (0: no reference model); epsilon/epsilon_high: PPO
-    clip; loss_type, scale_rewards, num_iterations: as in TRL. chat_template_kwargs: e.g.
-    ``{"enable_thinking": true}`` for Qwen3's thinking mode. use_vllm, vllm_mode (``server`` |
-    ``colocate``), vllm_server_base_url, vllm_gpu_memory_utilization, vllm_tensor_parallel_size:
-    the vLLM generation backend at scale. Others as in :class:`rlbff_lib.launch.TrainConfig`.
+    temperature ~1 so that the properties vary within a group.
     """
 
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -196,40 +190,14 @@ class AlignmentConfig:
     train_properties: list[str] = field(default_factory=_default_train_properties)
     principles_per_prompt: int = 1
     principle_texts: dict[str, list[str]] = field(default_factory=dict)
-    max_prompt_length: int = 512
-    learning_rate: float = 3e-4
-    max_steps: int = 20
-    num_generations: int = 8
-    per_device_train_batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    max_completion_length: int = 128
-    temperature: float = 1.0
-    top_p: float = 1.0
-    beta: float = 0.01
-    epsilon: float = 0.2
-    epsilon_high: float = 0.28
-    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dapo"
-    scale_rewards: Literal["group", "batch", "none"] = "group"
-    num_iterations: int = 1
     chat_template_kwargs: dict[str, bool] = field(default_factory=dict)
-    use_vllm: bool = False
-    vllm_mode: Literal["colocate", "server"] = "colocate"
-    vllm_server_base_url: str | None = None
-    vllm_gpu_memory_utilization: float = 0.3
-    vllm_tensor_parallel_size: int = 1
-    seed: int = 0
-    warmup_ratio: float = 0.0
-    lr_scheduler_type: str = "constant"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    logging_steps: int = 5
-    save_steps: int = 10
-    save_total_limit: int = 2
-    gradient_checkpointing: bool = False
 
     def __post_init__(self):
+        super().__post_init__()
         if isinstance(self.reward, dict):
             self.reward = RewardConfig(**self.reward)
+        if self.max_steps < 1:  # a run finished at max_steps is recognised by its last checkpoint
+            raise ValueError(f"max_steps: must be >= 1, got {self.max_steps}")
         if self.n_prompts < 1:
             raise ValueError(f"n_prompts: must be >= 1, got {self.n_prompts}")
         bad = [d for d in self.domains if d not in W.DOMAINS]
@@ -250,38 +218,6 @@ class AlignmentConfig:
         for prop, texts in self.principle_texts.items():
             if prop not in W.PROPERTIES or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
                 raise ValueError(f"principle_texts: {prop!r} must be a known property with non-empty strings")
-        if self.max_prompt_length < 16:
-            raise ValueError(f"max_prompt_length: must be >= 16 tokens, got {self.max_prompt_length}")
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps: must be >= 1, got {self.max_steps}")
-        if self.num_generations < 2:
-            raise ValueError(f"num_generations: GRPO needs >= 2 completions per prompt, got {self.num_generations}")
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
-                     "num_iterations", "logging_steps", "save_steps", "save_total_limit", "vllm_tensor_parallel_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if (self.per_device_train_batch_size * self.gradient_accumulation_steps) % self.num_generations:
-            raise ValueError(
-                f"per_device_train_batch_size: × gradient_accumulation_steps ({self.per_device_train_batch_size} × "
-                f"{self.gradient_accumulation_steps}) must be a multiple of num_generations ({self.num_generations})")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate: must be in (0, 1), got {self.learning_rate}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature: must be > 0 (GRPO samples), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p: must be in (0, 1], got {self.top_p}")
-        if self.beta < 0:
-            raise ValueError(f"beta: must be >= 0, got {self.beta}")
-        if self.epsilon <= 0 or self.epsilon_high < self.epsilon:
-            raise ValueError(f"epsilon: must be > 0 and <= epsilon_high, got {self.epsilon} / {self.epsilon_high}")
-        for name, allowed in (("loss_type", ("grpo", "dr_grpo", "dapo", "bnpo")),
-                              ("scale_rewards", ("group", "batch", "none")), ("vllm_mode", ("colocate", "server"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}: must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        if not 0 < self.vllm_gpu_memory_utilization <= 1:
-            raise ValueError(f"vllm_gpu_memory_utilization: must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
 
     def held_out_properties(self) -> list[str]:
         """Properties that apply to ``domains`` but are not trained: transfer is measured on them."""
@@ -293,34 +229,12 @@ class AlignmentConfig:
         return tuple(self.principle_texts.get(prop) or W.PROPERTIES[prop].phrasings)
 
     def trl_kwargs(self, checkpoint_dir: str | Path) -> dict:
-        """Keyword arguments for ``trl.GRPOConfig``: device, precision, logging as the other trainers
-        (:meth:`rlbff_lib.launch.TrainConfig.trl_kwargs`: fp32 on CPU, bf16 on CUDA), plus GRPO's own."""
-        import torch
-
-        if self.use_vllm and not torch.cuda.is_available():
-            raise ValueError("use_vllm: vLLM generation needs CUDA GPUs; set use_vllm: false on CPU")
-        base = TrainConfig(
-            learning_rate=self.learning_rate, max_steps=self.max_steps,
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps,
-            max_length=self.max_prompt_length + self.max_completion_length, seed=self.seed,
-            warmup_ratio=self.warmup_ratio, lr_scheduler_type=self.lr_scheduler_type, weight_decay=self.weight_decay,
-            max_grad_norm=self.max_grad_norm, logging_steps=self.logging_steps, save_steps=self.save_steps,
-            save_total_limit=self.save_total_limit, gradient_checkpointing=self.gradient_checkpointing,
-        ).trl_kwargs(checkpoint_dir, has_eval=False)
-        base.pop("max_length")  # GRPOConfig has none: prompts are filtered beforehand, completions capped below
-        base.update(
-            num_generations=self.num_generations, max_completion_length=self.max_completion_length,
-            temperature=self.temperature, top_p=self.top_p, beta=self.beta, epsilon=self.epsilon,
-            epsilon_high=self.epsilon_high, loss_type=self.loss_type, scale_rewards=self.scale_rewards,
-            num_iterations=self.num_iterations, chat_template_kwargs=dict(self.chat_template_kwargs) or None,
-            use_vllm=self.use_vllm, vllm_mode=self.vllm_mode, vllm_server_base_url=self.vllm_server_base_url,
-            vllm_gpu_memory_utilization=self.vllm_gpu_memory_utilization,
-            vllm_tensor_parallel_size=self.vllm_tensor_parallel_size,
-            vllm_max_model_length=(self.max_prompt_length + self.max_completion_length) if self.use_vllm else None,
-            remove_unused_columns=False, log_completions=False, shuffle_dataset=True,
-        )
-        return base
+        """Keyword arguments for ``trl.GRPOConfig`` (:meth:`rlbff_lib.launch.GRPOSettings.trl_kwargs`),
+        plus the chat template's options and the dataset handling the reward function relies on."""
+        kwargs = super().trl_kwargs(checkpoint_dir)
+        kwargs.update(chat_template_kwargs=dict(self.chat_template_kwargs) or None, log_completions=False,
+                      shuffle_dataset=True)
+        return kwargs
 
 
 # ------------------------------------------------------------------ training prompts

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from rlbff_lib.launch import TrainConfig, TrainJob, job_cli, run_trainer
+from rlbff_lib.launch import GRPOSettings, TrainConfig, TrainJob, job_cli, run_trainer
 from rlbff_lib.progress import log, progress
 from rlbff_lib.reward_model import fit_conversation
 
@@ -444,127 +444,39 @@ class GenRMSFTConfig(TrainConfig):
 
 
 @dataclass
-class GenRMGRPOConfig:
-    """GRPO of the GenRM with TRL's ``GRPOTrainer`` (units: optimizer steps, tokens, nats).
+class GenRMGRPOConfig(GRPOSettings):
+    """GRPO of the GenRM with TRL's ``GRPOTrainer`` (shared fields: :class:`rlbff_lib.launch.GRPOSettings`).
 
     Smoke defaults: 8 prompts × 4 completions per step, temperature 0.7, 60 steps. With these (and
     120 prompt / 56 completion tokens), GRPO took an SFT-warm-started 32-wide 2-layer Qwen3 (the
     tests' setup, world items on ``fenced_code``) from 0.81 to 0.90 held-out greedy accuracy.
+    Paper template: LR 2e-6, 32 prompts × 16 generations, KL 0.01, clip 0.2 / 0.28.
+    max_prompt_length: prompt tokens, cut from the left of the conversation.
 
-    learning_rate: AdamW LR (paper template 2e-6). max_steps: optimizer steps (-1: ``num_train_epochs``
-    passes over the items). num_generations: completions per prompt, the GRPO group (paper 16).
-    per_device_train_batch_size: completions per process per micro-step; prompts per optimizer step
-    = per_device_train_batch_size × gradient_accumulation_steps × processes / num_generations
-    (paper 32). max_prompt_length: prompt tokens, cut from the left of the conversation (TRL 1.16 has
-    no prompt truncation of its own). max_completion_length: generated tokens. temperature, top_p:
-    sampling. beta: KL coefficient (paper 0.01; > 0 loads a reference model). epsilon /
-    epsilon_high: lower / upper clip of the ratio (0.2 / 0.28). loss_type, scale_rewards,
-    num_iterations: as in ``trl.GRPOConfig`` ("dapo" = token-level mean over the batch).
-    missing_reward: reward without a readable judgement (−50). top_logprobs: " Yes"/" No" must be
-    among these (20). reward_batch_size: sequences per reward forward pass. use_vllm / vllm_mode
-    ("colocate" or "server") / vllm_gpu_memory_utilization / vllm_server_base_url: generation
-    backend at scale (HF ``generate`` when off). Others as in :class:`rlbff_lib.launch.TrainConfig`.
+    GenRM's own: missing_reward: reward without a readable judgement (−50). top_logprobs: " Yes"/" No"
+    must be among these (20). reward_batch_size: sequences per reward forward pass.
     """
 
     learning_rate: float = 2e-4
     max_steps: int = 60
-    num_train_epochs: float = 1.0
     num_generations: int = 4
-    per_device_train_batch_size: int = 32
-    gradient_accumulation_steps: int = 1
     max_prompt_length: int = 1024
     max_completion_length: int = 96
     temperature: float = 0.7
-    top_p: float = 1.0
-    beta: float = 0.01
-    epsilon: float = 0.2
-    epsilon_high: float = 0.28
-    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dapo"
-    scale_rewards: Literal["group", "batch", "none"] = "group"
-    num_iterations: int = 1
+    logging_steps: int = 1
+    save_steps: int = 20
     missing_reward: float = MISSING_REWARD
     top_logprobs: int = TOP_LOGPROBS
     reward_batch_size: int = 8
-    use_vllm: bool = False
-    vllm_mode: Literal["colocate", "server"] = "colocate"
-    vllm_gpu_memory_utilization: float = 0.3
-    vllm_server_base_url: str | None = None
-    seed: int = 0
-    warmup_ratio: float = 0.0
-    lr_scheduler_type: str = "constant"
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    logging_steps: int = 1
-    save_steps: int = 20
-    save_total_limit: int = 2
-    gradient_checkpointing: bool = False
 
     def __post_init__(self):
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate: must be in (0, 1), got {self.learning_rate}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps: must be -1 (use epochs) or >= 1, got {self.max_steps}")
-        if self.num_train_epochs <= 0:
-            raise ValueError(f"num_train_epochs: must be > 0, got {self.num_train_epochs}")
-        if self.num_generations < 2:
-            raise ValueError(f"num_generations: GRPO needs >= 2 completions per prompt, got {self.num_generations}")
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
-                     "num_iterations", "reward_batch_size", "logging_steps", "save_steps", "save_total_limit"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if (self.per_device_train_batch_size * self.gradient_accumulation_steps) % self.num_generations:
-            raise ValueError(
-                f"per_device_train_batch_size: {self.per_device_train_batch_size} × gradient_accumulation_steps "
-                f"{self.gradient_accumulation_steps} must be a multiple of num_generations ({self.num_generations}), "
-                "so that every process generates whole groups")
-        if self.max_prompt_length < 16:
-            raise ValueError(f"max_prompt_length: must be >= 16 tokens, got {self.max_prompt_length}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature: must be > 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p: must be in (0, 1], got {self.top_p}")
-        if self.beta < 0:
-            raise ValueError(f"beta: must be >= 0, got {self.beta}")
-        if self.epsilon <= 0:
-            raise ValueError(f"epsilon: must be > 0, got {self.epsilon}")
-        if self.epsilon_high < self.epsilon:
-            raise ValueError(f"epsilon_high: must be >= epsilon ({self.epsilon}), got {self.epsilon_high}")
-        for name, allowed in (("loss_type", ("grpo", "dr_grpo", "dapo", "bnpo")),
-                              ("scale_rewards", ("group", "batch", "none")), ("vllm_mode", ("colocate", "server"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}: must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        super().__post_init__()
+        if self.reward_batch_size < 1:
+            raise ValueError(f"reward_batch_size: must be >= 1, got {self.reward_batch_size}")
         if self.missing_reward >= 0:
             raise ValueError(f"missing_reward: must be < 0, got {self.missing_reward}")
         if self.top_logprobs < 2:
             raise ValueError(f"top_logprobs: must be >= 2, got {self.top_logprobs}")
-        if not 0 < self.vllm_gpu_memory_utilization <= 1:
-            raise ValueError(f"vllm_gpu_memory_utilization: must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
-
-    def trl_kwargs(self, checkpoint_dir: str | Path) -> dict:
-        """Keyword arguments for ``trl.GRPOConfig`` (device, precision and logging as the other trainers)."""
-        base = TrainConfig(
-            learning_rate=self.learning_rate, num_train_epochs=self.num_train_epochs, max_steps=self.max_steps,
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps,
-            max_length=self.max_prompt_length + self.max_completion_length, seed=self.seed,
-            warmup_ratio=self.warmup_ratio, lr_scheduler_type=self.lr_scheduler_type, weight_decay=self.weight_decay,
-            max_grad_norm=self.max_grad_norm, logging_steps=self.logging_steps, save_steps=self.save_steps,
-            save_total_limit=self.save_total_limit, gradient_checkpointing=self.gradient_checkpointing,
-        ).trl_kwargs(checkpoint_dir, has_eval=False)
-        base.pop("max_length")  # GRPOConfig has max_completion_length; prompts are cut beforehand
-        base.update(
-            num_generations=self.num_generations, max_completion_length=self.max_completion_length,
-            temperature=self.temperature, top_p=self.top_p, beta=self.beta, epsilon=self.epsilon,
-            epsilon_high=self.epsilon_high, loss_type=self.loss_type, scale_rewards=self.scale_rewards,
-            num_iterations=self.num_iterations, use_vllm=self.use_vllm, vllm_mode=self.vllm_mode,
-            vllm_gpu_memory_utilization=self.vllm_gpu_memory_utilization,
-            vllm_server_base_url=self.vllm_server_base_url, remove_unused_columns=False,
-            vllm_max_model_length=(self.max_prompt_length + self.max_completion_length) if self.use_vllm else None,
-        )
-        return base
-
 
 @dataclass
 class GenRMConfig:

@@ -33,7 +33,7 @@ import zipfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from rlbff_lib.io import write_json
 from rlbff_lib.params import REPO_ROOT
@@ -148,6 +148,128 @@ class TrainConfig:
             ddp_find_unused_parameters=False,
             model_init_kwargs={"dtype": dtype, "attn_implementation": attn_implementation()},
         )
+
+@dataclass
+class GRPOSettings:
+    """The fields every GRPO run shares (the GenRM's training, the policy's alignment), their checks,
+    and the ``trl.GRPOConfig`` they make (units: optimizer steps, tokens, completions).
+
+    learning_rate: AdamW LR. max_steps: optimizer steps (-1: ``num_train_epochs`` passes over the
+    prompts). num_generations: completions per prompt, the GRPO group. per_device_train_batch_size:
+    completions per process per micro-step (prompts per optimizer step = that ×
+    gradient_accumulation_steps × processes / num_generations). max_prompt_length: prompt tokens
+    (TRL 1.16 has no prompt truncation: the caller cuts or drops longer prompts).
+    max_completion_length: generated tokens. temperature, top_p: sampling. beta: KL coefficient
+    (> 0 loads a reference model; 0: none, and no ``kl`` is logged). epsilon / epsilon_high: lower /
+    upper clip of the ratio. loss_type, scale_rewards, num_iterations: as in ``trl.GRPOConfig``
+    ("dapo" = token-level mean over the batch). use_vllm, vllm_mode (``colocate`` | ``server``),
+    vllm_server_base_url, vllm_gpu_memory_utilization, vllm_tensor_parallel_size: the vLLM
+    generation backend at scale (HF ``generate`` when off). Others as in :class:`TrainConfig`.
+    Subclasses set their own defaults by declaring a field again.
+    """
+
+    learning_rate: float = 3e-4
+    max_steps: int = 20
+    num_train_epochs: float = 1.0
+    num_generations: int = 8
+    per_device_train_batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    max_prompt_length: int = 512
+    max_completion_length: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    beta: float = 0.01
+    epsilon: float = 0.2
+    epsilon_high: float = 0.28
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dapo"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    num_iterations: int = 1
+    use_vllm: bool = False
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    vllm_server_base_url: str | None = None
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_tensor_parallel_size: int = 1
+    seed: int = 0
+    warmup_ratio: float = 0.0
+    lr_scheduler_type: str = "constant"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    logging_steps: int = 5
+    save_steps: int = 10
+    save_total_limit: int = 2
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self):
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate: must be in (0, 1), got {self.learning_rate}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps: must be -1 (use epochs) or >= 1, got {self.max_steps}")
+        if self.num_train_epochs <= 0:
+            raise ValueError(f"num_train_epochs: must be > 0, got {self.num_train_epochs}")
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations: GRPO needs >= 2 completions per prompt, got {self.num_generations}")
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
+                     "num_iterations", "logging_steps", "save_steps", "save_total_limit", "vllm_tensor_parallel_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if (self.per_device_train_batch_size * self.gradient_accumulation_steps) % self.num_generations:
+            raise ValueError(
+                f"per_device_train_batch_size: {self.per_device_train_batch_size} × gradient_accumulation_steps "
+                f"{self.gradient_accumulation_steps} must be a multiple of num_generations ({self.num_generations}), "
+                "so that every process generates whole groups")
+        if self.max_prompt_length < 16:
+            raise ValueError(f"max_prompt_length: must be >= 16 tokens, got {self.max_prompt_length}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature: must be > 0 (GRPO samples), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p: must be in (0, 1], got {self.top_p}")
+        if self.beta < 0:
+            raise ValueError(f"beta: must be >= 0, got {self.beta}")
+        if self.epsilon <= 0:
+            raise ValueError(f"epsilon: must be > 0, got {self.epsilon}")
+        if self.epsilon_high < self.epsilon:
+            raise ValueError(f"epsilon_high: must be >= epsilon ({self.epsilon}), got {self.epsilon_high}")
+        for name, allowed in (("loss_type", ("grpo", "dr_grpo", "dapo", "bnpo")),
+                              ("scale_rewards", ("group", "batch", "none")), ("vllm_mode", ("colocate", "server"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}: must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ValueError(f"vllm_gpu_memory_utilization: must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+
+    def trl_kwargs(self, checkpoint_dir: str | Path) -> dict[str, Any]:
+        """Keyword arguments for ``trl.GRPOConfig``: device, precision and logging as the other
+        trainers (:meth:`TrainConfig.trl_kwargs`: fp32 on CPU, bf16 on CUDA), plus GRPO's own.
+        GRPOConfig's own defaults differ from TrainingArguments (bf16 on, gradient checkpointing on,
+        LR 1e-6, ``beta`` 0): every one is set here."""
+        import torch
+
+        if self.use_vllm and not torch.cuda.is_available():
+            raise ValueError("use_vllm: vLLM generation needs CUDA GPUs; set use_vllm: false on CPU")
+        base = TrainConfig(
+            learning_rate=self.learning_rate, num_train_epochs=self.num_train_epochs, max_steps=self.max_steps,
+            per_device_train_batch_size=self.per_device_train_batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            max_length=self.max_prompt_length + self.max_completion_length, seed=self.seed,
+            warmup_ratio=self.warmup_ratio, lr_scheduler_type=self.lr_scheduler_type, weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm, logging_steps=self.logging_steps, save_steps=self.save_steps,
+            save_total_limit=self.save_total_limit, gradient_checkpointing=self.gradient_checkpointing,
+        ).trl_kwargs(checkpoint_dir, has_eval=False)
+        base.pop("max_length")  # GRPOConfig has max_completion_length; prompts are cut or dropped beforehand
+        base.update(
+            num_generations=self.num_generations, max_completion_length=self.max_completion_length,
+            temperature=self.temperature, top_p=self.top_p, beta=self.beta, epsilon=self.epsilon,
+            epsilon_high=self.epsilon_high, loss_type=self.loss_type, scale_rewards=self.scale_rewards,
+            num_iterations=self.num_iterations, use_vllm=self.use_vllm, vllm_mode=self.vllm_mode,
+            vllm_server_base_url=self.vllm_server_base_url,
+            vllm_gpu_memory_utilization=self.vllm_gpu_memory_utilization,
+            vllm_tensor_parallel_size=self.vllm_tensor_parallel_size,
+            vllm_max_model_length=(self.max_prompt_length + self.max_completion_length) if self.use_vllm else None,
+            remove_unused_columns=False,
+        )
+        return base
+
 
 
 # ------------------------------------------------------------------ checkpoints
