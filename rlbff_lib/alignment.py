@@ -160,7 +160,11 @@ class RewardConfig:
 
 
 def _default_train_properties() -> list[str]:
-    return ["followup_question", "bulleted_list", "worked_example"]
+    """Smoke: principles the pipeline's scalar RM judges well (validation accuracy 0.98 and 0.89
+    on the 2000-prompt world). With ``bulleted_list`` (0.63) and ``worked_example`` (0.69) instead of
+    ``concise``, GRPO learned long bulleted answers the RM over-rewards (length 52 → 97 tokens,
+    ``worked_example`` 0.42 → 0.16, ``concise`` 0.98 → 0.46): reward hacking of a weak RM."""
+    return ["followup_question", "concise"]
 
 
 @dataclass

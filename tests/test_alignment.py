@@ -436,7 +436,7 @@ def test_grpo_with_the_scalar_rm_resumes_and_runs_from_the_command_line(sft_poli
              "prompt_info": {"lang": "en", "word_limit": 70}}] * 4
     launched = []
 
-    def fake_launch(module, config_path, accelerate_config="cpu.yaml", num_processes=None, env=None):
+    def fake_launch(module, config_path, accelerate_config="cpu.yaml", num_processes=None, env=None, prefix=""):
         launched.append((module, accelerate_config))
         assert main(["train", "--config", str(config_path)]) == 0
 

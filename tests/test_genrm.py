@@ -31,7 +31,9 @@ N_TRAIN = 480  # SFT items; the next 120 are held out
 
 @pytest.fixture(scope="module")
 def world():
-    return generate_world(WorldConfig(n_prompts=300, seed=0, domain_weights={"code": 1.0}))
+    # the world the learning thresholds below were measured on (1-3 remarks per feedback text)
+    return generate_world(WorldConfig(n_prompts=300, seed=0, domain_weights={"code": 1.0}, min_comments=1,
+                                      max_comments=3))
 
 
 @pytest.fixture(scope="module")

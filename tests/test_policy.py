@@ -24,8 +24,9 @@ VARIED = ("direct_answer", "followup_question")
 
 @pytest.fixture(scope="module")
 def tok():
-    return train_tokenizer(list(W.corpus_texts(W.generate_world(W.WorldConfig(n_prompts=300, seed=0)))),
-                           TokenizerConfig(vocab_size=1000))
+    # corpus of the world the thresholds below were measured on (1-3 remarks per feedback text)
+    world = W.generate_world(W.WorldConfig(n_prompts=300, seed=0, min_comments=1, max_comments=3))
+    return train_tokenizer(list(W.corpus_texts(world)), TokenizerConfig(vocab_size=1000))
 
 
 @pytest.fixture(scope="module")
