@@ -2,9 +2,13 @@
 
     .venv/bin/python bench/extraction.py [--requests 320] [--concurrency 16] [--latency 0.2] [--reps 3]
 
-The server is the test suite's fake OpenAI-compatible endpoint (``tests/fakes/openai_server.py``)
-with ``latency_s`` added to every answer, run in a SEPARATE process (so its threads do not share
-the client's GIL). The client is :func:`rlbff_lib.extraction.run_extraction` with the ``openai``
+The server runs in a SEPARATE process (so it does not share the client's GIL) and answers every
+request after a fixed ``latency_s``: by default (``--server asyncio``) a minimal asyncio HTTP/1.1
+server whose only work per request is parsing it and writing the fake answer, the closest this
+machine gets to "a server with a fixed latency"; for comparison (``--server threaded``, also
+measured and recorded under ``threaded_server``) the test suite's fake OpenAI endpoint
+(``tests/fakes/openai_server.py``: ``http.server``, one thread per connection), whose per-request
+work on a 2-core machine is a share of the gap to the bound that no client can close. The client is :func:`rlbff_lib.extraction.run_extraction` with the ``openai``
 backend, as the ``principles`` stage calls it, on distinct feedback texts and an empty cache file
 each repetition (no cache hits; every answer is appended and fsync'ed, as in the stage).
 
@@ -45,6 +49,49 @@ def serve(latency: float) -> None:
         print(server.base_url, flush=True)
         sys.stdin.read()
         print(f"served {server.requests}", flush=True)
+
+
+def serve_asyncio(latency: float) -> None:
+    """Child process: a minimal asyncio HTTP/1.1 keep-alive server answering every chat-completions
+    request with the fake's deterministic answer after ``latency`` seconds; print its base URL first."""
+    import asyncio
+    import json
+
+    sys.path.insert(0, str(common.REPO_ROOT / "tests"))
+    from fakes.openai_server import feedback_of, good_answer
+
+    served = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                payload = json.loads(await reader.readexactly(length))
+                await asyncio.sleep(latency)
+                body = json.dumps({
+                    "id": "chatcmpl-fake", "object": "chat.completion", "model": payload.get("model"),
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                        "role": "assistant", "content": json.dumps(good_answer(feedback_of(payload)))}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+                await writer.drain()
+                served += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        print(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        print(f"served {served}", flush=True)
+
+    asyncio.run(main())
 
 
 def items(n: int, rep: int) -> list[dict]:
@@ -114,21 +161,18 @@ def costs_behind_the_fixes(folder: Path, reps: int = 30) -> dict:
             "failed_import_ms": round(1e3 * statistics.median(failed), 3)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=320)
-    ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--latency", type=float, default=0.2, help="server latency per request, seconds")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--serve", type=float, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--no-save", action="store_true")
-    args = ap.parse_args()
-    if args.serve is not None:
-        return serve(args.serve)
+SERVERS = {"asyncio": "a minimal asyncio HTTP/1.1 server (bench/extraction.py serve_asyncio) in a separate process "
+                      "(127.0.0.1)",
+           "threaded": "tests/fakes/openai_server.FakeOpenAI (http.server, a thread per connection) in a separate "
+                       "process (127.0.0.1)"}
 
+
+def measure(args, kind: str) -> dict:
+    """The three variants (library with cache, without, bare client) against one server kind."""
     from rlbff_lib.extraction import ExtractionConfig, run_extraction
 
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(args.latency)], stdin=subprocess.PIPE,
+    serve_flag = "--serve" if kind == "threaded" else "--serve-asyncio"
+    server = subprocess.Popen([sys.executable, __file__, serve_flag, str(args.latency)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
         base_url = server.stdout.readline().strip()
@@ -169,9 +213,35 @@ def main() -> None:
         "requests_per_s": {k: round(args.requests / v, 2) for k, v in med.items()},
         "timings": {k: common.summary(v) for k, v in times.items()},
         "per_request_costs_removed_from_the_event_loop": costs,
-        "reps": args.reps, "server": "tests/fakes/openai_server.FakeOpenAI in a separate process (127.0.0.1)",
+        "reps": args.reps, "server": SERVERS[kind],
         "machine": common.machine(),
     }
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=320)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--latency", type=float, default=0.2, help="server latency per request, seconds")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--server", choices=("asyncio", "threaded"), default="asyncio",
+                    help="the server of the headline numbers (the other is measured too, for comparison)")
+    ap.add_argument("--serve", type=float, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--serve-asyncio", type=float, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--no-save", action="store_true")
+    args = ap.parse_args()
+    if args.serve is not None:
+        return serve(args.serve)
+    if args.serve_asyncio is not None:
+        return serve_asyncio(args.serve_asyncio)
+
+    result = measure(args, args.server)
+    other = "threaded" if args.server == "asyncio" else "asyncio"
+    result[f"{other}_server"] = {k: v for k, v in measure(args, other).items() if k != "machine"}
+    result["machine"] = common.machine()
+    ratio, bound, med = (result["ratio_to_concurrency_bound"], result["bound_s"],
+                         {k: args.requests / v for k, v in result["requests_per_s"].items()})
     common.show("extraction", {"ratio_to_concurrency_bound": ratio,
                                "ratio_to_concurrency_bound_without_cache": bound / med["no_cache"],
                                "bare_client_ratio_to_concurrency_bound": bound / med["bare_client"],
