@@ -31,7 +31,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 from rlbff_lib.alignment import BACKENDS, AlignmentConfig, RewardConfig
 from rlbff_lib.policy import PolicySFTConfig
@@ -79,9 +79,11 @@ class AlignmentStageConfig:
     principles_file: the reward model's training items; each trained property is phrased by its
         ``principle_texts_per_property`` most frequent principle strings there (none found: the
         world's phrasings). null: the world's phrasings.
-    prompts_file: GRPO training rows, JSONL ``{"prompt": [messages], "principles": [...]}`` (paper
-        scale: HelpSteer3 prompts); null: world prompts (smoke). The world's checkers judge world
-        prompts only, so with a file fulfilment is not measured.
+    prompt_source: where the GRPO prompts come from: ``world`` (smoke: ``world.sample_policy_prompts``,
+        principles of ``grpo.train_properties``), ``principles`` (the prompts of ``principles_file``,
+        each with its consensus principles, at most ``grpo.principles_per_prompt``: the paper-scale
+        default) or ``file`` (``prompts_file``: JSONL ``{"prompt": [messages], "principles": [...]}``).
+        The world's checkers judge world prompts only: fulfilment is measured for ``world`` alone.
     seeds: GRPO seeds (>= 3 for the seed-to-seed standard deviation the gain is judged by).
     fulfilment: :class:`FulfilmentConfig`. evaluation: MT-Bench / Arena-Hard
         (:class:`~rlbff_lib.policy_eval.PolicyEvalConfig`). benchmarks_dir: folder with
@@ -96,6 +98,7 @@ class AlignmentStageConfig:
     reward_models_dir: str = "models/reward_models"
     principles_file: str | None = "data/principles/train.jsonl"
     principle_texts_per_property: int = 3
+    prompt_source: Literal["world", "principles", "file"] = "world"
     prompts_file: str | None = None
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     fulfilment: FulfilmentConfig = field(default_factory=FulfilmentConfig)
@@ -113,6 +116,12 @@ class AlignmentStageConfig:
             raise ValueError(f"seeds: must be a non-empty list of distinct seeds, got {self.seeds}")
         if self.principle_texts_per_property < 1:
             raise ValueError(f"principle_texts_per_property: must be >= 1, got {self.principle_texts_per_property}")
+        if self.prompt_source not in ("world", "principles", "file"):
+            raise ValueError(f"prompt_source: must be world, principles or file, got {self.prompt_source!r}")
+        if self.prompt_source == "file" and not self.prompts_file:
+            raise ValueError("prompts_file: prompt_source 'file' needs the path of a JSONL of training rows")
+        if self.prompt_source == "principles" and not self.principles_file:
+            raise ValueError("principles_file: prompt_source 'principles' reads the prompts from it")
         if self.parallel_runs < 1:
             raise ValueError(f"parallel_runs: must be >= 1, got {self.parallel_runs}")
         if self.num_processes is not None and self.num_processes < 1:
@@ -157,18 +166,34 @@ def check_inputs(cfg: AlignmentStageConfig) -> None:
             raise DataError(path, f"{key}: model folder not found (run the stage that makes it first)")
     if cfg.principles_file and not Path(cfg.principles_file).is_file():
         raise DataError(cfg.principles_file, "principles_file: not found (run the principles stage first)")
-    if cfg.prompts_file:
-        training_rows(cfg)  # validated now: a bad row names file, line and field
+    if cfg.prompt_source == "file" and not Path(cfg.prompts_file).is_file():
+        raise DataError(cfg.prompts_file, "prompts_file: not found")
+    training_rows(cfg)  # validated now: a bad row names file, row and field
+
+
+def rows_from_items(items: Sequence[dict], max_principles: int) -> list[dict]:
+    """GRPO rows from principle items: one per prompt (``prompt_id``), its conversation
+    (``context``) and the first ``max_principles`` distinct principles of its items, in file order."""
+    rows: dict[str, dict] = {}
+    for it in items:
+        row = rows.setdefault(it["prompt_id"], {"id": it["prompt_id"], "prompt": it["context"], "principles": [],
+                                                "domain": it.get("domain", "")})
+        if it["principle"] not in row["principles"] and len(row["principles"]) < max_principles:
+            row["principles"].append(it["principle"])
+    return list(rows.values())
 
 
 def training_rows(cfg: AlignmentStageConfig) -> list[dict] | None:
-    """The GRPO rows of ``prompts_file`` (validated), or ``None`` for world prompts."""
-    if not cfg.prompts_file:
-        return None
+    """The GRPO rows of ``prompt_source`` (validated), or ``None`` for world prompts."""
     from rlbff_lib.alignment import validate_rows
     from rlbff_lib.io import read_jsonl
 
-    return validate_rows(read_jsonl(cfg.prompts_file), cfg.prompts_file)
+    if cfg.prompt_source == "file":
+        return validate_rows(read_jsonl(cfg.prompts_file), cfg.prompts_file)
+    if cfg.prompt_source == "principles":
+        return validate_rows(rows_from_items(read_jsonl(cfg.principles_file), cfg.grpo.principles_per_prompt),
+                             cfg.principles_file)
+    return None
 
 
 def _looks_like_hub_name(path: str) -> bool:
@@ -235,8 +260,8 @@ def grpo_runs(cfg: AlignmentStageConfig, policy_dir: str | Path, runs_dir: str |
     for backend, seed, run_cfg in run_configs(cfg, train_properties, texts):
         weights = [str(w) for w in sorted(Path(run_cfg.reward.model_path).glob("*.safetensors"))] \
             if backend in MODEL_BACKENDS else []
-        if cfg.prompts_file:
-            weights.append(cfg.prompts_file)
+        if cfg.prompt_source != "world":
+            weights.append(cfg.prompts_file if cfg.prompt_source == "file" else cfg.principles_file)
         key = run_key(asdict(run_cfg), str(policy_dir), weights)
         jobs.append((backend, seed, run_cfg, Path(runs_dir) / f"grpo-{backend}-s{seed}-{key}"))
     threads = max(1, (os.cpu_count() or 1) // cfg.parallel_runs)

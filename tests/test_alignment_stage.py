@@ -52,9 +52,31 @@ def test_missing_inputs_fail_before_any_training(tmp_path):
         (tmp_path / "rm" / name / "model.safetensors").write_bytes(b"x")
     cfg.evaluation.judge_model_path = str(tmp_path / "rm" / "scalar")
     A.check_inputs(cfg)
+    cfg.prompt_source, cfg.prompts_file = "file", str(tmp_path / "absent.jsonl")
+    with pytest.raises(DataError, match="prompts_file: not found"):
+        A.check_inputs(cfg)
     cfg.prompts_file = str(bad)
     with pytest.raises(ValueError, match=r"rows.jsonl\[0\]: principles"):
         A.check_inputs(cfg)
+
+
+def test_prompts_from_the_principle_items_carry_their_principles(tmp_path):
+    ctx = lambda t: [{"role": "user", "content": t}]
+    items = [{"prompt_id": "p1", "context": ctx("a"), "principle": "is concise", "domain": "general"},
+             {"prompt_id": "p2", "context": ctx("b"), "principle": "uses bullet points", "domain": "stem"},
+             {"prompt_id": "p1", "context": ctx("a"), "principle": "is concise", "domain": "general"},
+             {"prompt_id": "p1", "context": ctx("a"), "principle": "ends with a question", "domain": "general"},
+             {"prompt_id": "p1", "context": ctx("a"), "principle": "clarity", "domain": "general"}]
+    rows = A.rows_from_items(items, max_principles=2)
+    assert [(r["id"], r["prompt"], r["principles"]) for r in rows] == [
+        ("p1", ctx("a"), ["is concise", "ends with a question"]), ("p2", ctx("b"), ["uses bullet points"])]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(it) + "\n" for it in items))
+    cfg = A.AlignmentStageConfig(prompt_source="principles", principles_file=str(path))
+    assert [r["principles"] for r in A.training_rows(cfg)] == [["is concise"], ["uses bullet points"]]
+    assert A.training_rows(A.AlignmentStageConfig()) is None  # world prompts
+    with pytest.raises(ParamError, match="alignment.prompts_file"):
+        build(A.AlignmentStageConfig, {"prompt_source": "file"}, "alignment")
 
 
 def _ful(trained, held_out, tokens, rates):
