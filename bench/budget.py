@@ -25,6 +25,8 @@ import json
 import math
 from dataclasses import dataclass
 
+import yaml
+
 import common
 
 H200 = {"bf16_dense_tflops_spec": 989.0,      # NVIDIA H200 SXM datasheet
@@ -87,6 +89,17 @@ DATA = {
     "rm_max_tokens": 4096,               # scalar RM / BT context (card)
     "genrm_max_tokens": 8192,            # GenRM context (card)
 }
+# The paper-scale profile's GRPO runs (profiles/full.yaml): steps, and for the policy one run per reward and seed
+FULL = yaml.safe_load((common.REPO_ROOT / "profiles" / "full.yaml").read_text())
+GRPO_RUNS = {
+    "genrm_grpo_32b": {"steps": FULL["reward_models"]["genrm"]["grpo"]["max_steps"], "runs": 1, "judged_share": 0.0},
+    "policy_grpo_32b": {
+        "steps": FULL["alignment"]["grpo"]["max_steps"],
+        "runs": len(FULL["alignment"]["rewards"]) * len(FULL["alignment"]["seeds"]),
+        # the GenRM (in process or served: "judge") writes reasoning per answer; the BT RM one forward pass
+        "judged_share": sum(r in ("genrm", "judge") for r in FULL["alignment"]["rewards"]) / len(FULL["alignment"]["rewards"]),
+    },
+}
 # Assumptions (not in the paper): each one is printed with the budget
 ASSUME = {
     "mfu": 0.40,
@@ -98,7 +111,7 @@ ASSUME = {
     "api_concurrency": 32,               # principles.extraction.concurrency of profiles/full.yaml
     "self_hosted_output_tok_s": 5000.0,  # DeepSeek-V3 (FP8) on 8 H200 with vLLM/SGLang, aggregate decode
     "principle_tokens": 12,              # a principle phrase with the embedder's instruction
-    "grpo_prompts": 32, "grpo_generations": 16, "grpo_steps": 500,  # NVIDIA's template; steps: profiles/full.yaml
+    "grpo_prompts": 32, "grpo_generations": 16,  # NVIDIA's template; steps and runs: GRPO_RUNS (profiles/full.yaml)
     "genrm_prompt_tokens": 2000, "genrm_completion_tokens": 1000,  # reasoning + judgement
     "policy_prompt_tokens": 500, "policy_completion_tokens": 2000,  # thinking mode
     "judge_tokens_per_completion": 1000,  # GenRM reasoning to judge one policy answer
@@ -177,18 +190,19 @@ def budget(mfu: float, gpus_70b: int, gpus_32b: int) -> dict:
              ASSUME["genrm_prompt_tokens"], ASSUME["genrm_completion_tokens"], 0),
             ("policy_grpo_32b", "policy GRPO (reward: the GenRM judges each final answer)",
              ASSUME["policy_prompt_tokens"], ASSUME["policy_completion_tokens"], ASSUME["judge_tokens_per_completion"])):
-        seqs = ASSUME["grpo_prompts"] * ASSUME["grpo_generations"] * ASSUME["grpo_steps"]
+        plan = GRPO_RUNS[name]
+        seqs = ASSUME["grpo_prompts"] * ASSUME["grpo_generations"] * plan["steps"] * plan["runs"]
         tokens = seqs * (prompt + completion)
         train = train_hours(QWEN3_32B, tokens, prompt + completion, gpus_32b, mfu)
         logprob_flops = ASSUME["grpo_logprob_passes"] * 2 * QWEN3_32B.matmul_params * tokens
         logprob_hours = logprob_flops / (gpus_32b * mfu * H200["bf16_dense_tflops_spec"] * 1e12) / 3600
         decode = decode_tok_s_per_gpu(QWEN3_32B, prompt + completion)
         rollout_tokens = seqs * completion
-        judge_tokens = seqs * judge
+        judge_tokens = seqs * judge * plan["judged_share"] if name == "policy_grpo_32b" else seqs * judge
         decode_hours = (rollout_tokens + judge_tokens) / (decode["tokens_per_s"] * gpus_32b) / 3600
         stages[name] = {"what": what, "gpus": gpus_32b, "min_gpus": min_gpus(QWEN3_32B, prompt + completion),
                         "memory_per_gpu": zero3_memory(QWEN3_32B, gpus_32b, DATA["genrm_max_tokens"]),
-                        "sequences": seqs, "train": train, "logprob_hours": logprob_hours,
+                        "sequences": seqs, "steps": plan["steps"], "runs": plan["runs"], "train": train, "logprob_hours": logprob_hours,
                         "rollout_tokens": rollout_tokens, "judge_tokens": judge_tokens,
                         "decode_roofline_per_gpu": decode, "decode_hours": decode_hours,
                         "hours": train["hours"] + logprob_hours + decode_hours}

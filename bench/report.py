@@ -187,6 +187,8 @@ def budget(r: dict | None) -> list[str]:
                      f"{hours(x['hours'])} (all at 4K: {hours(x['all_at_max_length']['hours'])}) |")
     for k, label in (("genrm_grpo_32b", "GenRM GRPO, Qwen3-32B"), ("policy_grpo_32b", "policy GRPO, Qwen3-32B")):
         x = s[k]
+        if "runs" in x:
+            label += f", {x['runs']} run{'s' if x['runs'] > 1 else ''} × {x['steps']} steps"
         lines.append(f"| {label} | {x['gpus']} ({x['min_gpus']}) | {x['memory_per_gpu']['total_gb']} (at 8K) | "
                      f"{x['train']['tokens'] / 1e6:.0f}M trained, {(x['rollout_tokens'] + x['judge_tokens']) / 1e6:.0f}M "
                      f"generated | {hours(x['hours'])} (train {hours(x['train']['hours'])}, log-probs "
