@@ -397,11 +397,16 @@ def _callbacks():
 
 
 def quiet_libraries() -> None:
-    """In quiet mode, turn off the progress bars of ``datasets`` and ``transformers`` (loading, mapping)."""
+    """In quiet mode, turn off the progress bars of ``datasets`` and ``transformers`` (loading, mapping),
+    and transformers 5's notice that ``is_gradient_checkpointing`` is deprecated (library code reads the
+    property at every checkpoint save: two lines per save in every training log)."""
     if quiet_mode():
+        import warnings
+
         import datasets
         import transformers
 
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
 
