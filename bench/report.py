@@ -114,6 +114,10 @@ def repro(r: dict) -> list[str]:
         f"- `repro.overhead_share` = Σ overhead / Σ wall = **{r['overhead_share']:.3f}** "
         f"({r['overhead_s']:.1f} s of {r['total_s']:.1f} s; compute {r['compute_s']:.1f} s).",
         f"- Wall of a stage: {r['wall_source']}.",
+        *(["- With `--from-existing` each stage counts its LATEST executed notebook: a stage last rerun while its "
+           "keyed training runs were already complete (`reward_models`, `alignment` reuse finished runs) counts its "
+           "measurement time only, so the share is an upper bound of the whole-pipeline share."]
+          if "lower bound" in r["wall_source"] else []),
         f"- Definition: {r['definition']}.",
         "",
         "| stage | wall (s) | compute (s) | imports (s) | kernel start + papermill (s) | outside the notebook (s) |",
@@ -125,6 +129,12 @@ def repro(r: dict) -> list[str]:
     if r.get("stages_without_notebook"):
         lines += ["", f"Stages of `dvc.yaml` without an executed notebook at the time: "
                       f"{', '.join(r['stages_without_notebook'])} (not counted)."]
+    import yaml
+
+    now = list(yaml.safe_load((common.REPO_ROOT / "dvc.yaml").read_text())["stages"])
+    unmeasured = [n for n in now if n not in r["stages"] and n not in r.get("stages_without_notebook", [])]
+    if unmeasured:
+        lines += ["", f"Stages added to `dvc.yaml` since this measurement, not in it: {', '.join(unmeasured)}."]
     return lines + [""]
 
 
