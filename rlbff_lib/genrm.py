@@ -384,15 +384,9 @@ def genrm_score(conversations: Sequence[str | Sequence[dict]], responses: Sequen
     tokenizer's chat template is patched in place if it drops the principle role
     (:func:`ensure_principle_role`).
     """
-    from rlbff_lib.score import as_messages
+    from rlbff_lib.score import as_messages, per_response
 
-    n = len(responses)
-    if len(conversations) != n:
-        raise ValueError(f"conversations: {len(conversations)} given for {n} responses")
-    if isinstance(principles, str):
-        principles = [principles] * n
-    if len(principles) != n:
-        raise ValueError(f"principles: {len(principles)} given for {n} responses")
+    principles = per_response(conversations, responses, principles)
     ensure_principle_role(tokenizer)
     encoded = [encode_genrm_prompt(tokenizer, as_messages(c), r, p, max_prompt_length)
                for c, r, p in zip(conversations, responses, principles)]
@@ -402,7 +396,7 @@ def genrm_score(conversations: Sequence[str | Sequence[dict]], responses: Sequen
     found = [i for i, j in enumerate(positions) if j is not None]
     diffs = judgement_logprob_diffs(model, tokenizer, [prompts[i] + completions[i][:positions[i]] for i in found],
                                     batch_size, top_k)
-    scores, judged = [missing_score] * n, [False] * n
+    scores, judged = [missing_score] * len(responses), [False] * len(responses)
     for i, d in zip(found, diffs):
         if not math.isnan(d):
             scores[i], judged[i] = d, True

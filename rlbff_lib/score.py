@@ -109,6 +109,17 @@ def batched_forward(model, seqs: Sequence[Sequence[int]], pad_id: int, batch_siz
     return out
 
 
+
+def per_response(conversations: Sequence, responses: Sequence[str], principles: str | Sequence[str]) -> list[str]:
+    """One principle per response (a single string applies to every response); the three lengths must agree."""
+    n = len(responses)
+    if len(conversations) != n:
+        raise ValueError(f"conversations: {len(conversations)} given for {n} responses")
+    principles = [principles] * n if isinstance(principles, str) else list(principles)
+    if len(principles) != n:
+        raise ValueError(f"principles: {len(principles)} given for {n} responses")
+    return principles
+
 def score(conversations: Sequence[str | Sequence[dict]], responses: Sequence[str], principles: str | Sequence[str],
           model, tokenizer, batch_size: int = 8, max_length: int | None = 4096) -> ScoreResult:
     """Scalar principle-RM scores of ``responses`` (N) to ``conversations`` (N) under ``principles``.
@@ -119,13 +130,7 @@ def score(conversations: Sequence[str | Sequence[dict]], responses: Sequence[str
     """
     from rlbff_lib.tokenizer import answer_token_ids
 
-    n = len(responses)
-    if len(conversations) != n:
-        raise ValueError(f"conversations: {len(conversations)} given for {n} responses")
-    if isinstance(principles, str):
-        principles = [principles] * n
-    if len(principles) != n:
-        raise ValueError(f"principles: {len(principles)} given for {n} responses")
+    principles = per_response(conversations, responses, principles)
     yes, no = answer_token_ids(tokenizer)
     encoded = [encode_rm_prompt(tokenizer, as_messages(c), r, p, max_length)
                for c, r, p in zip(conversations, responses, principles)]

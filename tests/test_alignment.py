@@ -13,10 +13,11 @@ from rlbff_lib.alignment import (AlignmentConfig, ChatEndpoint, PrincipleReward,
                                  judge_principle_score, launch_grpo, main, pick_train_properties, principle_prompts,
                                  train_grpo, validate_rows, yes_no_from_logprobs, yes_no_from_text)
 from rlbff_lib.launch import TrainJob
-from rlbff_lib.models import ModelSizeConfig, build_qwen3, load_causal_lm
+from rlbff_lib.models import ModelSizeConfig, load_causal_lm
 from rlbff_lib.params import ParamError, build
 from rlbff_lib.policy import PolicySFTConfig, fulfilment, train_policy_sft
 from rlbff_lib.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+from fakes.tiny_models import save_base, spread_model
 
 TINY = ModelSizeConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
                        head_dim=16, intermediate_size=64, max_position_embeddings=512)
@@ -34,9 +35,7 @@ def tok():
 @pytest.fixture(scope="module")
 def base_dir(tok, tmp_path_factory):
     path = tmp_path_factory.mktemp("base_policy")
-    build_qwen3(tok, TINY, seed=0).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_base(tok, TINY, path)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +50,7 @@ def sft_policy(base_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def random_rm(tok):
-    model = build_qwen3(tok, TINY, seed=4).eval()
-    gen = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.5)
-    return model
+    return spread_model(tok, TINY, seed=4)
 
 
 def grpo_cfg(**kw):

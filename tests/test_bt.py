@@ -10,9 +10,10 @@ import torch
 from rlbff_lib.bt import (BTConfig, annotator_strength, bt_loss, bt_score, build_pair_rows, encode_response,
                           ensemble_strength, fit_threshold, flip_weakest, load_bt_scorer, pair_deltas,
                           reward_trainer_class, train_bt)
-from rlbff_lib.models import ModelSizeConfig, build_qwen3
+from rlbff_lib.models import ModelSizeConfig
 from rlbff_lib.tokenizer import TokenizerConfig, train_tokenizer
 from rlbff_lib.world import WorldConfig, corpus_texts, generate_world
+from fakes.tiny_models import save_base
 
 TINY = ModelSizeConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
                        head_dim=16, intermediate_size=64, max_position_embeddings=1024)
@@ -27,9 +28,7 @@ def world():
 def base_dir(world, tmp_path_factory):
     tok = train_tokenizer(list(corpus_texts(world)), TokenizerConfig(vocab_size=1000))
     path = tmp_path_factory.mktemp("base")
-    build_qwen3(tok, TINY, seed=0).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_base(tok, TINY, path)
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,12 @@ from rlbff_lib.genrm import (MARKER, GenRMConfig, GenRMGRPOConfig, GenRMSFTConfi
                              evaluate_genrm, generic_reasoning, genrm_score, judgement_completion, judgement_position,
                              main, parse_judgement, prompt_text, train_genrm, train_grpo, train_sft)
 from rlbff_lib.launch import TrainJob, find_resume_checkpoint
-from rlbff_lib.models import ModelSizeConfig, build_qwen3, load_causal_lm
+from rlbff_lib.models import ModelSizeConfig, load_causal_lm
 from rlbff_lib.params import ParamError, build
 from rlbff_lib.score import load_scorer
 from rlbff_lib.tokenizer import TokenizerConfig, answer_token_ids, train_tokenizer
 from rlbff_lib.world import PROPERTIES, WorldConfig, corpus_texts, generate_world, reasoning
+from fakes.tiny_models import save_base, spread_model
 
 TINY = ModelSizeConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
                        head_dim=16, intermediate_size=64, max_position_embeddings=512)
@@ -61,20 +62,13 @@ def items(world):
 @pytest.fixture(scope="module")
 def base_dir(tok, tmp_path_factory):
     path = tmp_path_factory.mktemp("base")
-    build_qwen3(tok, TINY, seed=0).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_base(tok, TINY, path)
 
 
 @pytest.fixture(scope="module")
 def random_model(tok):
     """A tiny model with large random weights: log-probabilities differ a lot between inputs."""
-    model = build_qwen3(tok, TINY, seed=1).eval()
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.5)
-    return model
+    return spread_model(tok, TINY, seed=1)
 
 
 def logit_bias(model, tok, yes=0.0, no=0.0):

@@ -7,12 +7,13 @@ import pytest
 
 from rlbff_lib import world as W
 from rlbff_lib.launch import TrainJob, find_resume_checkpoint
-from rlbff_lib.models import ModelSizeConfig, build_qwen3, load_causal_lm
+from rlbff_lib.models import ModelSizeConfig, load_causal_lm
 from rlbff_lib.params import ParamError, build
 from rlbff_lib.policy import (Generation, PolicySFTConfig, data_fulfilment, draw_values, encode_prompt, final_answer,
                               fulfilment, fulfilment_gain, generate, main, sft_examples, sft_rows, split_thinking,
                               train_policy_sft)
 from rlbff_lib.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+from fakes.tiny_models import save_base
 
 TINY = ModelSizeConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
                        head_dim=16, intermediate_size=64, max_position_embeddings=512)
@@ -32,9 +33,7 @@ def tok():
 @pytest.fixture(scope="module")
 def base_dir(tok, tmp_path_factory):
     path = tmp_path_factory.mktemp("base_policy")
-    build_qwen3(tok, TINY, seed=0).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_base(tok, TINY, path)
 
 
 def sft_cfg(base_dir, **kw):

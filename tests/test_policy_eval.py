@@ -5,7 +5,6 @@ import random
 
 import numpy as np
 import pytest
-import torch
 
 from rlbff_lib import benchmarks as bm
 from rlbff_lib.models import ModelSizeConfig, build_qwen3
@@ -15,6 +14,7 @@ from rlbff_lib.policy_eval import (ARENA_PROMPT_TEMPLATE, ARENA_SYSTEM_PROMPT, V
                                    parse_verdict, run_arena_hard, run_mtbench, score_arena, score_mtbench)
 from rlbff_lib.tokenizer import TokenizerConfig, train_tokenizer
 from rlbff_lib.world import WorldConfig, corpus_texts, generate_world
+from fakes.tiny_models import spread_model
 
 TINY = ModelSizeConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                        head_dim=16, intermediate_size=64, max_position_embeddings=1024)
@@ -190,12 +190,7 @@ def tok():
 @pytest.fixture(scope="module")
 def rm(tok):
     """A tiny random 'principle RM' with large weights, so scores differ between answers."""
-    model = build_qwen3(tok, TINY, seed=3).eval()
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.5)
-    return model
+    return spread_model(tok, TINY, seed=3)
 
 
 def test_principle_rm_judge_maps_scores_to_ratings_and_verdicts(rm, tok):

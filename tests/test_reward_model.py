@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from rlbff_lib.launch import checkpoint_problem, find_resume_checkpoint
-from rlbff_lib.models import ModelSizeConfig, build_qwen3, load_causal_lm
+from rlbff_lib.models import ModelSizeConfig, load_causal_lm
 from rlbff_lib.params import ParamError, build
 from rlbff_lib.reward_model import (PRINCIPLE_PROMPT, ScalarRMConfig, build_sft_rows, encode_rm_prompt,
                                     fit_conversation, train_scalar_rm)
 from rlbff_lib.score import ScoreResult, load_scorer, score
 from rlbff_lib.tokenizer import TokenizerConfig, answer_token_ids, train_tokenizer
 from rlbff_lib.world import PROPERTIES, WorldConfig, corpus_texts, generate_world
+from fakes.tiny_models import save_base, spread_model
 
 TINY = ModelSizeConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
                        head_dim=16, intermediate_size=64, max_position_embeddings=1024)
@@ -33,20 +34,13 @@ def tok(world):
 def base_dir(tok, tmp_path_factory):
     """A random-initialised tiny Qwen3 saved like the pipeline's base model."""
     path = tmp_path_factory.mktemp("base")
-    build_qwen3(tok, TINY, seed=0).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_base(tok, TINY, path)
 
 
 @pytest.fixture(scope="module")
 def random_model(tok):
     """A tiny model with large random weights, so Yes/No logits differ a lot between inputs."""
-    model = build_qwen3(tok, TINY, seed=1).eval()
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.5)
-    return model
+    return spread_model(tok, TINY, seed=1)
 
 
 def world_items(world, prop="followup_question"):

@@ -6,13 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from rlbff_lib.models import ModelSizeConfig, build_qwen3
+from rlbff_lib.models import ModelSizeConfig
 from rlbff_lib.params import REPO_ROOT
 from rlbff_lib.score import load_scorer, main, read_inputs, score
 from rlbff_lib.tokenizer import TokenizerConfig, train_tokenizer
 from rlbff_lib.world import WorldConfig, corpus_texts, generate_world
+from fakes.tiny_models import spread_model
 
 CARD_EXAMPLE = Path("/work/shared/benchmarks/helpsteer3-card-examples/feedback_example.json")
 TINY = ModelSizeConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
@@ -24,13 +24,8 @@ def model_dir(tmp_path_factory):
     """A tiny random causal LM with large weights (scores spread over both signs) saved with its tokenizer."""
     world = generate_world(WorldConfig(n_prompts=60, seed=1))
     tok = train_tokenizer(list(corpus_texts(world)), TokenizerConfig(vocab_size=600))
-    model = build_qwen3(tok, TINY, seed=2)
-    gen = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.5)
     path = tmp_path_factory.mktemp("scorer")
-    model.save_pretrained(path)
+    spread_model(tok, TINY, seed=2).save_pretrained(path)
     tok.save_pretrained(path)
     return path
 
