@@ -56,7 +56,6 @@ import math
 import os
 import random
 import re
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -702,7 +701,7 @@ def train_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path,
     from transformers.trainer_callback import PrinterCallback
 
     from rlbff_lib.io import write_json
-    from rlbff_lib.launch import find_resume_checkpoint, quiet_libraries, save_final
+    from rlbff_lib.launch import prepare_resume, quiet_libraries, save_final
 
     from dataclasses import asdict
 
@@ -723,15 +722,7 @@ def train_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path,
         trainer.remove_callback(PrinterCallback)
     trainer.add_callback(_line_callback("grpo"))
     acc = trainer.accelerator
-    resume, bad = find_resume_checkpoint(trainer.args.output_dir)
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        for folder, why in bad:
-            log(f"[grpo] skipping incomplete checkpoint {folder}: {why}; deleting it")
-            shutil.rmtree(folder, ignore_errors=True)
-        if resume:
-            log(f"[grpo] resuming from {resume}")
-    acc.wait_for_everyone()
+    resume, bad = prepare_resume(trainer, "grpo")
     if resume is not None and _step_of(resume) >= cfg.max_steps:
         # finished before the final save: load it (a resumed Trainer would train one more step)
         from transformers import TrainerState

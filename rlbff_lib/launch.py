@@ -468,6 +468,22 @@ def split_log_history(history: list[dict]) -> tuple[list[dict], list[dict]]:
     return train, evals
 
 
+def prepare_resume(trainer, name: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """The trainer's newest complete checkpoint (or None) and the incomplete ones, which the main
+    process deletes (logged); every process waits for that. Call on every process."""
+    acc = trainer.accelerator
+    resume, bad = find_resume_checkpoint(trainer.args.output_dir)
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        for folder, why in bad:
+            log(f"[{name}] skipping incomplete checkpoint {folder}: {why}; deleting it")
+            shutil.rmtree(folder, ignore_errors=True)
+        if resume:
+            log(f"[{name}] resuming from {resume}")
+    acc.wait_for_everyone()
+    return resume, bad
+
+
 def run_trainer(trainer, output_dir: str | Path, name: str, extra: dict | None = None) -> dict:
     """Train with resume, save ``output_dir/model`` atomically, write ``training_log.json``.
 
@@ -481,15 +497,7 @@ def run_trainer(trainer, output_dir: str | Path, name: str, extra: dict | None =
     output_dir = Path(output_dir)
     acc = trainer.accelerator
     counter = attach_callbacks(trainer, name)
-    resume, bad = find_resume_checkpoint(trainer.args.output_dir)
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        for folder, why in bad:
-            log(f"[{name}] skipping incomplete checkpoint {folder}: {why}; deleting it")
-            shutil.rmtree(folder, ignore_errors=True)
-        if resume:
-            log(f"[{name}] resuming from {resume}")
-    acc.wait_for_everyone()
+    resume, bad = prepare_resume(trainer, name)
     result = trainer.train(resume_from_checkpoint=resume)
     steps = acc.gather(torch.tensor([counter.steps], device=acc.device)).tolist()
     save_final(trainer, output_dir / "model")

@@ -17,6 +17,7 @@ from rlbff_lib.params import ParamError, build
 from rlbff_lib.score import load_scorer
 from rlbff_lib.tokenizer import TokenizerConfig, answer_token_ids, train_tokenizer
 from rlbff_lib.world import PROPERTIES, WorldConfig, corpus_texts, generate_world, reasoning
+from fakes.crash import Crash, crash_after_checkpoint
 from fakes.tiny_models import save_base, spread_model
 
 TINY = ModelSizeConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
@@ -356,21 +357,6 @@ def test_scores_read_the_judgement_token_deterministically(sft_run, items):
     finally:
         handle.remove()
     assert c.missing == len(sub) and c.scores == [-50.0] * len(sub)
-
-
-class Crash(RuntimeError):
-    pass
-
-
-def crash_after_checkpoint(step):
-    from transformers import TrainerCallback
-
-    class _CB(TrainerCallback):
-        def on_save(self, args, state, control, **kw):
-            if state.global_step == step:
-                raise Crash(f"simulated crash after checkpoint {step}")
-
-    return _CB()
 
 
 def test_grpo_runs_logs_rewards_and_resumes(sft_run, items, tmp_path):

@@ -14,6 +14,7 @@ from rlbff_lib.reward_model import (PRINCIPLE_PROMPT, ScalarRMConfig, build_sft_
 from rlbff_lib.score import ScoreResult, load_scorer, score
 from rlbff_lib.tokenizer import TokenizerConfig, answer_token_ids, train_tokenizer
 from rlbff_lib.world import PROPERTIES, WorldConfig, corpus_texts, generate_world
+from fakes.crash import Crash, crash_after_checkpoint
 from fakes.tiny_models import save_base, spread_model
 
 TINY = ModelSizeConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
@@ -244,21 +245,6 @@ def test_training_beats_the_majority_baseline(base_dir, world, tmp_path):
 
 
 # ------------------------------------------------------------------ resume
-
-
-class Crash(RuntimeError):
-    pass
-
-
-def crash_after_checkpoint(step):
-    from transformers import TrainerCallback
-
-    class _CB(TrainerCallback):
-        def on_save(self, args, state, control, **kw):
-            if state.global_step == step:
-                raise Crash(f"simulated crash after checkpoint {step}")
-
-    return _CB()
 
 
 def test_interrupted_training_resumes_to_the_same_result(base_dir, world, tmp_path):
