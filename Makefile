@@ -15,18 +15,18 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --requirement requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
-	$(BIN)/python -c "from rlbff_lib.stage import ensure_kernel; ensure_kernel()"
+	$(BIN)/python -c "from rlbff_lib.core.stage import ensure_kernel; ensure_kernel()"
 	@touch $@
 
 test: venv
 	$(BIN)/python -m pytest -q
 
 repro: venv
-	$(BIN)/python -m rlbff_lib.stage check
+	$(BIN)/python -m rlbff_lib.core.stage check
 	$(BIN)/dvc repro
 
 check: venv
-	$(BIN)/python -m rlbff_lib.stage check
+	$(BIN)/python -m rlbff_lib.core.stage check
 
 sync: venv
-	$(BIN)/python -m rlbff_lib.stage sync
+	$(BIN)/python -m rlbff_lib.core.stage sync

@@ -78,7 +78,7 @@ def summary(seconds: list[float]) -> dict:
 
 def merge_results(key: str, result: dict, path: Path = RESULTS) -> None:
     """Put ``result`` under ``key`` in ``results.json`` (other keys kept), atomically."""
-    from rlbff_lib.io import write_json
+    from rlbff_lib.core.io import write_json
 
     data = json.loads(path.read_text()) if path.exists() else {}
     data[key] = result

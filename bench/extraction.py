@@ -8,7 +8,7 @@ server whose only work per request is parsing it and writing the fake answer, th
 machine gets to "a server with a fixed latency"; for comparison (``--server threaded``, also
 measured and recorded under ``threaded_server``) the test suite's fake OpenAI endpoint
 (``tests/fakes/openai_server.py``: ``http.server``, one thread per connection), whose per-request
-work on a 2-core machine is a share of the gap to the bound that no client can close. The client is :func:`rlbff_lib.extraction.run_extraction` with the ``openai``
+work on a 2-core machine is a share of the gap to the bound that no client can close. The client is :func:`rlbff_lib.principles.extraction.run_extraction` with the ``openai``
 backend, as the ``principles`` stage calls it, on distinct feedback texts and an empty cache file
 each repetition (no cache hits; every answer is appended and fsync'ed, as in the stage).
 
@@ -109,7 +109,7 @@ async def _bare_client(base_url: str, texts: list[str], concurrency: int, model:
     import json
     from urllib.parse import urlsplit
 
-    from rlbff_lib.extraction import load_prompt
+    from rlbff_lib.principles.extraction import load_prompt
 
     url = urlsplit(base_url.rstrip("/") + "/chat/completions")
     prompt = load_prompt("v1")
@@ -143,7 +143,7 @@ def costs_behind_the_fixes(folder: Path, reps: int = 30) -> dict:
     client now records the absence once). Milliseconds, medians of ``reps``."""
     import importlib
 
-    from rlbff_lib.io import append_jsonl
+    from rlbff_lib.core.io import append_jsonl
 
     row = {"key": "x" * 64, "status": "ok", "principles": [{"evidence": "e", "principle": "p", "fulfillment": "Yes"}]}
     fsync, failed = [], []
@@ -169,7 +169,7 @@ SERVERS = {"asyncio": "a minimal asyncio HTTP/1.1 server (bench/extraction.py se
 
 def measure(args, kind: str) -> dict:
     """The three variants (library with cache, without, bare client) against one server kind."""
-    from rlbff_lib.extraction import ExtractionConfig, run_extraction
+    from rlbff_lib.principles.extraction import ExtractionConfig, run_extraction
 
     serve_flag = "--serve" if kind == "threaded" else "--serve-asyncio"
     server = subprocess.Popen([sys.executable, __file__, serve_flag, str(args.latency)], stdin=subprocess.PIPE,

@@ -68,7 +68,7 @@ def build(arch: Arch, dtype, device, max_len: int):
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from rlbff_lib.models import attn_implementation
+    from rlbff_lib.models.lm import attn_implementation
 
     cfg = Qwen3Config(**{k: v for k, v in asdict(arch).items()}, max_position_embeddings=max(max_len, 128),
                       attn_implementation=attn_implementation(), use_cache=True)

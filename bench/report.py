@@ -40,7 +40,7 @@ def rm_scoring(r: dict) -> list[str]:
         f"{r['truncated_inputs']} cut to `max_length` {r['max_length']}); batches of {r['batch_size']}.",
         f"- `rm_scoring.ratio_to_bare_forward` = bare-forward seconds / library seconds = "
         f"{verdict(r['ratio_to_bare_forward'], r['goal_ratio_to_bare_forward'])}. The library path "
-        f"(`rlbff_lib.score.score` from raw text) ran at {t['library']['sequences_per_s']} sequences/s, "
+        f"(`rlbff_lib.reward_models.scoring.score` from raw text) ran at {t['library']['sequences_per_s']} sequences/s, "
         f"{t['library']['tokens_per_s']:,} tokens/s; the bare forward on the same padded batches at "
         f"{t['bare']['sequences_per_s']} sequences/s, {t['bare']['tokens_per_s']:,} tokens/s. Of the library's time, "
         f"{100 * r['library_tokenize_share']:.1f}% is chat-template rendering and tokenization (with the left "
@@ -66,7 +66,7 @@ def extraction(r: dict) -> list[str]:
         f"medians). Machine: {machine_line(r['machine'])}.",
         "",
         f"- Server: {r['server']}, {r['latency_s']} s added to every answer. Client: "
-        f"`rlbff_lib.extraction.run_extraction`, `openai` backend, concurrency {r['concurrency']}, "
+        f"`rlbff_lib.principles.extraction.run_extraction`, `openai` backend, concurrency {r['concurrency']}, "
         f"{r['requests']} distinct feedback texts, empty cache file each time (every answer appended and fsync'ed).",
         f"- Bound: ceil({r['requests']} / {r['concurrency']}) × {r['latency_s']} s = {r['bound_s']:.2f} s "
         f"({r['bound_requests_per_s']} requests/s).",
@@ -239,7 +239,7 @@ def main() -> None:
         lines += fn(results[key]) if key in results else [f"## `{key}`", "", "Not measured yet.", ""]
     lines += gpu(results.get("gpu"))
     lines += budget(results.get("budget"))
-    from rlbff_lib.io import atomic_write_text
+    from rlbff_lib.core.io import atomic_write_text
 
     atomic_write_text(OUT, "\n".join(lines).rstrip() + "\n")
     print(f"wrote {OUT}")

@@ -10,7 +10,7 @@ smoke reward model ``models/assets/base_reward`` when present, else a random Qwe
 Three measurements, interleaved within each repetition (so a burst of load on a shared machine
 hits all three alike), medians over ``--reps``:
 
-- ``library``: :func:`rlbff_lib.score.score` from raw text: chat-template rendering, tokenization,
+- ``library``: :func:`rlbff_lib.reward_models.scoring.score` from raw text: chat-template rendering, tokenization,
   left truncation, length-sorted batches, left padding, forward with ``logits_to_keep=1`` under
   ``torch.inference_mode``, logit(Yes) − logit(No), scores back in input order.
 - ``bare``: only the model forward (+ the Yes − No subtraction) on the SAME pre-built padded
@@ -44,7 +44,7 @@ PRINCIPLE = "is factually correct"
 
 def load_pairs(n: int, seed: int) -> tuple[list[str], list[str], str]:
     """``n`` (prompt, response) pairs from the local RM-Bench chat + code files (shuffled)."""
-    from rlbff_lib import benchmarks as bm
+    from rlbff_lib.evaluation import benchmarks as bm
 
     data = bm.load_rmbench(domains=("chat", "code"), use_hub=False)
     pairs = [(r["prompt"], text) for r in data.records for text in (*r["chosen"], *r["rejected"])]
@@ -57,9 +57,9 @@ def load_pairs(n: int, seed: int) -> tuple[list[str], list[str], str]:
 
 def load_model():
     """(model, tokenizer, description): the smoke reward model, or a random one of its size."""
-    from rlbff_lib.assets import AssetsConfig
-    from rlbff_lib.models import build_qwen3, count_parameters, load_causal_lm
-    from rlbff_lib.tokenizer import load_tokenizer
+    from rlbff_lib.stages.assets import AssetsConfig
+    from rlbff_lib.models.lm import build_qwen3, count_parameters, load_causal_lm
+    from rlbff_lib.models.tokenizer import load_tokenizer
 
     base = common.REPO_ROOT / "models" / "assets" / "base_reward"
     if (base / "model.safetensors").exists():
@@ -87,9 +87,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from rlbff_lib.reward_model import encode_rm_prompt
-    from rlbff_lib.score import as_messages, left_pad, length_batches, score
-    from rlbff_lib.tokenizer import answer_token_ids
+    from rlbff_lib.reward_models.prompt import encode_rm_prompt
+    from rlbff_lib.reward_models.scoring import as_messages, left_pad, length_batches, score
+    from rlbff_lib.models.tokenizer import answer_token_ids
 
     prompts, responses, source = load_pairs(args.n, args.seed)
     model, tok, model_desc = load_model()

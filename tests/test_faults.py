@@ -28,13 +28,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlbff_lib.io import DataError, read_jsonl, read_jsonl_tolerant, write_jsonl
-from rlbff_lib.params import ParamError, load_params
+from rlbff_lib.core.io import DataError, read_jsonl, read_jsonl_tolerant, write_jsonl
+from rlbff_lib.core.params import ParamError, load_params
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fakes.openai_server import FakeOpenAI  # noqa: E402
+from rlbff_lib.core.params import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 KEY_VAR = "RLBFF_TEST_FAULTS_KEY"
 
 
@@ -76,7 +76,7 @@ def _extraction_args(server, folder: Path, inp: Path, concurrency: int) -> list[
 
 
 def test_sigkilled_extraction_rerun_equals_an_uninterrupted_run(tmp_path, loopback_only):
-    from rlbff_lib.extraction import main
+    from rlbff_lib.principles.extraction import main
 
     inp = tmp_path / "feedback.jsonl"
     write_jsonl(inp, _feedback_records(6))
@@ -86,7 +86,7 @@ def test_sigkilled_extraction_rerun_equals_an_uninterrupted_run(tmp_path, loopba
     with FakeOpenAI() as server:  # the uninterrupted run
         assert main(_extraction_args(server, whole, inp, concurrency)) == 0
     with FakeOpenAI(latency_s=0.1) as server:
-        args = [sys.executable, "-m", "rlbff_lib.extraction", *_extraction_args(server, cut, inp, concurrency)]
+        args = [sys.executable, "-m", "rlbff_lib.principles.extraction", *_extraction_args(server, cut, inp, concurrency)]
         proc = subprocess.Popen(args, cwd=ROOT, env=_child_env(**{KEY_VAR: "sk-faults-test"}),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
@@ -111,7 +111,7 @@ def test_sigkilled_extraction_rerun_equals_an_uninterrupted_run(tmp_path, loopba
 
 
 def _rm_items(world, n: int) -> list[dict]:
-    from rlbff_lib.world import PROPERTIES
+    from rlbff_lib.synthetic.world import PROPERTIES
 
     rng = random.Random(0)
     truth = {(t["id"], t["response"]): t for t in world.truth}
@@ -130,9 +130,9 @@ def _rm_items(world, n: int) -> list[dict]:
 @pytest.fixture(scope="module")
 def tiny_rm(tmp_path_factory):
     """A 1-layer, hidden-32 Qwen3 base model and 48 RM items of the synthetic world."""
-    from rlbff_lib.models import ModelSizeConfig, build_qwen3
-    from rlbff_lib.tokenizer import TokenizerConfig, train_tokenizer
-    from rlbff_lib.world import WorldConfig, corpus_texts, generate_world
+    from rlbff_lib.models.lm import ModelSizeConfig, build_qwen3
+    from rlbff_lib.models.tokenizer import TokenizerConfig, train_tokenizer
+    from rlbff_lib.synthetic.world import WorldConfig, corpus_texts, generate_world
 
     world = generate_world(WorldConfig(n_prompts=120, seed=1))
     tok = train_tokenizer(list(corpus_texts(world)), TokenizerConfig(vocab_size=600))
@@ -146,14 +146,14 @@ def tiny_rm(tmp_path_factory):
 
 @pytest.mark.slow
 def test_sigkilled_training_with_a_corrupt_checkpoint_resumes_to_the_uninterrupted_weights(tiny_rm, tmp_path):
-    """SIGKILL of `python -m rlbff_lib.reward_model train` after its second checkpoint; the newest
+    """SIGKILL of `python -m rlbff_lib.reward_models.scalar train` after its second checkpoint; the newest
     complete checkpoint is then corrupted (optimizer state cut in half): the rerun must detect it,
     redo its steps from the checkpoint before, and end with the uninterrupted run's weights."""
     import torch
 
-    from rlbff_lib.launch import TrainJob, checkpoint_problem, find_resume_checkpoint
-    from rlbff_lib.models import load_causal_lm
-    from rlbff_lib.reward_model import ScalarRMConfig, run_job, train_scalar_rm
+    from rlbff_lib.training.launch import TrainJob, checkpoint_problem, find_resume_checkpoint
+    from rlbff_lib.models.lm import load_causal_lm
+    from rlbff_lib.reward_models.scalar import ScalarRMConfig, run_job, train_scalar_rm
 
     base, items = tiny_rm
     cfg = ScalarRMConfig(learning_rate=5e-3, max_steps=40, per_device_train_batch_size=4, max_length=96,
@@ -163,7 +163,7 @@ def test_sigkilled_training_with_a_corrupt_checkpoint_resumes_to_the_uninterrupt
     job = TrainJob(model=str(base), train_file=str(tmp_path / "train.jsonl"), output_dir=str(tmp_path / "cut"),
                    config=dataclasses.asdict(cfg)).write(tmp_path / "job.json")
     checkpoints = tmp_path / "cut" / "checkpoints"
-    proc = subprocess.Popen([sys.executable, "-m", "rlbff_lib.reward_model", "train", "--config", str(job)],
+    proc = subprocess.Popen([sys.executable, "-m", "rlbff_lib.reward_models.scalar", "train", "--config", str(job)],
                             cwd=ROOT, env=_child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     newest = None
@@ -194,8 +194,8 @@ def test_sigkilled_training_with_a_corrupt_checkpoint_resumes_to_the_uninterrupt
 
 
 def test_bad_training_file_is_refused_naming_file_line_and_field(tiny_rm, tmp_path):
-    from rlbff_lib.launch import TrainJob
-    from rlbff_lib.reward_model import ScalarRMConfig, run_job
+    from rlbff_lib.training.launch import TrainJob
+    from rlbff_lib.reward_models.scalar import ScalarRMConfig, run_job
 
     base, items = tiny_rm
     bad = [dict(it) for it in items[:5]]
@@ -238,7 +238,7 @@ def _params(tmp_path, mutate) -> Path:
     (lambda r: r["report"].update(dpi=True), "report.dpi: expected an integer"),
 ])
 def test_bad_parameter_is_refused_before_any_work_naming_the_key(tmp_path, mutate, needle):
-    from rlbff_lib.stage import run_stage
+    from rlbff_lib.core.stage import run_stage
 
     path = _params(tmp_path, mutate)
     with pytest.raises(ParamError) as err:
@@ -253,7 +253,7 @@ def test_bad_parameter_is_refused_before_any_work_naming_the_key(tmp_path, mutat
 
 
 def test_rmbench_invalid_json_names_file_and_line(tmp_path):
-    from rlbff_lib import benchmarks as bm
+    from rlbff_lib.evaluation import benchmarks as bm
 
     path = tmp_path / "chat_filtered.json"
     path.write_text('[\n  {"id": 1, "prompt": "p",\n  "chosen": ["a", "b", "c"]\n')  # cut off
@@ -265,7 +265,7 @@ def test_rmbench_invalid_json_names_file_and_line(tmp_path):
 def test_mtbench_invalid_json_line_names_file_and_line(tmp_path):
     import shutil
 
-    from rlbff_lib import benchmarks as bm
+    from rlbff_lib.evaluation import benchmarks as bm
 
     src = bm.benchmarks_dir() / "mt-bench"
     if not src.exists():
@@ -283,7 +283,7 @@ def test_mtbench_invalid_json_line_names_file_and_line(tmp_path):
 
 def test_principle_items_with_a_wrong_label_or_missing_field_name_the_line(tmp_path):
     """The items the reward models are evaluated on (PrincipleBench / validation, read by ``rm_eval``)."""
-    rm_eval = pytest.importorskip("rlbff_lib.rm_eval")
+    rm_eval = pytest.importorskip("rlbff_lib.stages.rm_eval")
     good = {"context": [{"role": "user", "content": "q"}], "response": "r", "principle": "is concise", "label": "Yes"}
     write_jsonl(tmp_path / "principlebench.jsonl", [good, {**good, "label": "yes please"}])
     with pytest.raises(DataError) as err:

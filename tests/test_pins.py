@@ -4,8 +4,9 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from rlbff_lib.core.params import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 
 
 def _pins(lines):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from rlbff_lib.models import ModelSizeConfig, build_qwen3
+from rlbff_lib.models.lm import ModelSizeConfig, build_qwen3
 
 
 def save_base(tok, size: ModelSizeConfig, path: str | Path, seed: int = 0) -> Path:

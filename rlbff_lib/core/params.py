@@ -1,0 +1,208 @@
+"""Typed parameters: ``params.yaml`` → one validated config dataclass per stage.
+
+``params.yaml`` is the smoke profile. Setting its top-level key ``profile: full``
+(or ``dvc exp run -S profile=full``) deep-merges ``profiles/full.yaml`` over it:
+that is the one switch to the paper-scale setup.
+
+Every section is checked before any work starts: unknown keys, wrong types and
+impossible values raise :class:`ParamError` naming the key, e.g.
+``params.yaml: data.world.mistake_rate: must be in [0, 1], got 1.5``.
+
+Stage configs are dataclasses that live beside the code they configure (TRL
+style); :data:`SECTIONS` maps each ``params.yaml`` section to its class.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROFILES = ("smoke", "full")
+
+# section name -> "module:ClassName" (imported lazily so a section's heavy deps load only when used)
+SECTIONS: dict[str, str] = {
+    "data": "rlbff_lib.data.sources:DataConfig",
+    "assets": "rlbff_lib.stages.assets:AssetsConfig",
+    "principles": "rlbff_lib.principles.pipeline:PrinciplesConfig",
+    "reward_models": "rlbff_lib.stages.reward_models:RewardModelsConfig",
+    "rm_eval": "rlbff_lib.stages.rm_eval:RMEvalConfig",
+    "alignment": "rlbff_lib.stages.alignment:AlignmentStageConfig",
+    "report": "rlbff_lib.stages.report:ReportConfig",
+}
+
+
+class ParamError(ValueError):
+    """A parameter that is unknown, of the wrong type or impossible; names the key."""
+
+
+def section_class(name: str) -> type:
+    module, cls = SECTIONS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; returns the (converted) value."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ParamError as e:
+                errors.append(str(e))
+        raise ParamError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ParamError(f"{key}: must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ParamError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        inner = args[0] if args else Any
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        kt, vt = args if args else (Any, Any)
+        return {_coerce(k, kt, f"{key} (key)"): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ParamError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        return build(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ParamError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def build(cls: type, values: dict, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys, types and values.
+
+    Missing keys take the dataclass default (the embedded smoke default). The
+    dataclass's ``__post_init__`` checks values and raises ``ValueError`` whose
+    message starts with the field name; it is re-raised prefixed with the path.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ParamError(f"{where}{unknown[0]}: unknown key (allowed: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(value, hints[name], key)
+    try:
+        return cls(**kwargs)
+    except ParamError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ParamError(f"{prefix}.{e}" if prefix else str(e)) from None
+
+
+def to_dict(cfg: Any) -> dict:
+    """A config dataclass as plain (YAML-ready) data."""
+    return dataclasses.asdict(cfg)
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def read_raw(path: str | Path = REPO_ROOT / "params.yaml") -> dict:
+    """``params.yaml`` as a dict, with ``profiles/<profile>.yaml`` merged over it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise ParamError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ParamError(f"{path}: expected a mapping at top level")
+    profile = raw.get("profile", "smoke")
+    if profile not in PROFILES:
+        raise ParamError(f"{path}: profile: must be one of {list(PROFILES)}, got {profile!r}")
+    if profile != "smoke":
+        overlay_path = path.parent / "profiles" / f"{profile}.yaml"
+        try:
+            overlay = yaml.safe_load(overlay_path.read_text()) or {}
+        except FileNotFoundError:
+            raise ParamError(f"{overlay_path}: profile file not found (profile: {profile})") from None
+        raw = deep_merge(raw, overlay)
+    return raw
+
+
+def load_params(path: str | Path = REPO_ROOT / "params.yaml", sections: list[str] | None = None) -> dict[str, Any]:
+    """Load and validate every section (or ``sections``); returns name -> config.
+
+    Also checks that no unknown top-level section is present.
+    """
+    raw = read_raw(path)
+    allowed = set(SECTIONS) | {"profile"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ParamError(f"{path}: {unknown[0]}: unknown section (known: {', '.join(sorted(allowed))})")
+    out: dict[str, Any] = {"profile": raw.get("profile", "smoke")}
+    for name in sections or list(SECTIONS):
+        try:
+            out[name] = build(section_class(name), raw.get(name) or {}, name)
+        except ParamError as e:
+            raise ParamError(f"{Path(path).name}: {e}") from None
+    return out
+
+
+def stage_config(name: str, namespace: dict) -> Any:
+    """Build the config of section ``name`` from a notebook's namespace.
+
+    The notebook's ``parameters`` cell defines one variable per top-level key of
+    the section (papermill overrides them); this picks exactly those names.
+    """
+    cls = section_class(name)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise ParamError(f"{name}.{missing[0]}: not defined in the notebook's parameters cell")
+    return build(cls, {n: namespace[n] for n in names}, name)

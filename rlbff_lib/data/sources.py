@@ -1,0 +1,323 @@
+"""Data sources behind one interface: HelpSteer3-Feedback records, validated.
+
+Sources (``DataConfig.source``):
+
+- ``synthetic``: the synthetic feedback world (:mod:`rlbff_lib.synthetic.world`), whose ground
+  truth is known; the smoke default.
+- ``helpsteer3``: ``datasets.load_dataset("nvidia/HelpSteer3", "feedback")`` joined with
+  the ``"preference"`` config, or local ``.jsonl`` / ``.jsonl.gz`` / ``.json`` /
+  ``.parquet`` files.
+- ``helpsteer3-principle``: the released ``principle`` config (``context, response,
+  principle, fulfilment``), so reward models can be trained without extraction.
+
+A feedback record holds ``id, domain, language, context`` (chat messages, last one
+from the user), ``response1, response2``, ``feedback1, feedback2`` (up to three
+texts each) and, when known, ``overall_preference`` (−3..3, negative: response1
+better) and ``individual_preference`` (``[{score, reasoning}]``). Every record is
+validated; a bad one raises :class:`~rlbff_lib.core.io.DataError` with file, line and field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from rlbff_lib.core.io import DataError, iter_jsonl, stable_hash
+from rlbff_lib.synthetic.world import WorldConfig
+
+DOMAINS = ("general", "stem", "code", "multilingual")
+ROLES = ("system", "user", "assistant")
+FULFILMENT = ("Yes", "No")
+
+
+@dataclass
+class HelpSteer3Config:
+    """Where HelpSteer3 comes from.
+
+    path: a local file or folder (``feedback*.jsonl`` etc.); ``None`` loads ``hub_name``.
+    preference_path: local preference-config file to join (optional).
+    hub_name: dataset name on the hub; splits: which splits to read.
+    limit: keep the first ``limit`` records per split (``None``: all).
+    """
+
+    path: str | None = None
+    preference_path: str | None = None
+    hub_name: str = "nvidia/HelpSteer3"
+    splits: list[str] = field(default_factory=lambda: ["train", "validation"])
+    limit: int | None = None
+
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit: must be >= 1 or null, got {self.limit}")
+        if not self.splits:
+            raise ValueError("splits: must name at least one split")
+
+
+@dataclass
+class DataConfig:
+    """The ``data`` stage: which source, and its settings."""
+
+    source: Literal["synthetic", "helpsteer3", "helpsteer3-principle"] = "synthetic"
+    world: WorldConfig = field(default_factory=WorldConfig)
+    helpsteer3: HelpSteer3Config = field(default_factory=HelpSteer3Config)
+
+    def __post_init__(self):
+        if self.source != "synthetic" and self.helpsteer3.path is not None and not Path(self.helpsteer3.path).exists():
+            raise ValueError(f"helpsteer3.path: {self.helpsteer3.path} does not exist")
+        pref = self.helpsteer3.preference_path
+        if self.source != "synthetic" and pref is not None and not Path(pref).exists():
+            raise ValueError(f"helpsteer3.preference_path: {pref} does not exist")
+
+
+# ---------------------------------------------------------------- validation
+
+def _fail(where: tuple, message: str, field_name: str):
+    path, line = where
+    raise DataError(path, message, line=line, field=field_name)
+
+
+def _check_context(context, where) -> None:
+    if not isinstance(context, list) or not context:
+        _fail(where, "must be a non-empty list of chat messages", "context")
+    for i, m in enumerate(context):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ROLES:
+            _fail(where, f"message {i} must be {{role: {'|'.join(ROLES)}, content: str}}, got {str(m)[:80]}",
+                  f"context[{i}]")
+    if context[-1]["role"] != "user":
+        _fail(where, f"last message must be from the user, got {context[-1]['role']!r}", "context")
+
+
+def validate_feedback_record(rec: dict, where: tuple) -> None:
+    """Check one HelpSteer3-Feedback record; ``where`` is (file, line) for the message."""
+    for key in ("domain", "language", "context", "response1", "response2"):
+        if key not in rec:
+            _fail(where, "missing field", key)
+    if rec["domain"] not in DOMAINS:
+        _fail(where, f"must be one of {list(DOMAINS)}, got {rec['domain']!r}", "domain")
+    if not isinstance(rec["language"], str):
+        _fail(where, "must be a string", "language")
+    _check_context(rec["context"], where)
+    for key in ("response1", "response2"):
+        if not isinstance(rec[key], str):
+            _fail(where, f"must be a string, got {type(rec[key]).__name__}", key)
+    for key in ("feedback1", "feedback2"):
+        fb = rec.get(key, [])
+        if not isinstance(fb, list) or len(fb) > 3 or not all(isinstance(t, str) for t in fb):
+            _fail(where, "must be a list of at most 3 strings", key)
+    if rec.get("overall_preference") is not None:
+        op = rec["overall_preference"]
+        if isinstance(op, bool) or not isinstance(op, int) or not -3 <= op <= 3:
+            _fail(where, f"must be an integer in -3..3, got {op!r}", "overall_preference")
+    for i, ip in enumerate(rec.get("individual_preference") or []):
+        s = ip.get("score") if isinstance(ip, dict) else None
+        if isinstance(s, bool) or not isinstance(s, int) or not -3 <= s <= 3:
+            _fail(where, f"score must be an integer in -3..3, got {s!r}", f"individual_preference[{i}].score")
+
+
+def validate_principle_record(rec: dict, where: tuple) -> None:
+    """Check one record of the released ``principle`` config."""
+    for key in ("domain", "context", "response", "principle", "fulfilment"):
+        if key not in rec:
+            _fail(where, "missing field", key)
+    _check_context(rec["context"], where)
+    if not isinstance(rec["response"], str):
+        _fail(where, "must be a string", "response")
+    if not isinstance(rec["principle"], str) or not rec["principle"].strip():
+        _fail(where, "must be a non-empty string", "principle")
+    if rec["fulfilment"] not in FULFILMENT:
+        _fail(where, f"must be one of {list(FULFILMENT)}, got {rec['fulfilment']!r}", "fulfilment")
+
+
+def record_id(rec: dict) -> str:
+    """A stable id from the prompt and both responses (HelpSteer3 records carry none)."""
+    return "hs3-" + stable_hash(rec["context"], rec.get("response1", rec.get("response")), rec.get("response2"))[:16]
+
+
+def prompt_key(context: list[dict]) -> str:
+    """Key of a prompt (the whole context), used to split by prompt."""
+    return stable_hash(context)[:16]
+
+
+# ---------------------------------------------------------------- readers
+
+def _iter_file(path: Path):
+    """(line_or_index, record) from .jsonl / .jsonl.gz / .json (object or array) / .parquet."""
+    name = path.name
+    if name.endswith(".jsonl") or name.endswith(".jsonl.gz"):
+        for i, rec in enumerate(iter_jsonl(path)):
+            yield i + 1, rec
+    elif name.endswith(".json"):
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"invalid JSON ({e.msg})", line=e.lineno) from None
+        rows = obj if isinstance(obj, list) else [obj]
+        for i, rec in enumerate(rows):
+            if not isinstance(rec, dict):
+                raise DataError(path, "expected a JSON object", line=i + 1)
+            yield i + 1, rec
+    elif name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        for i, rec in enumerate(pq.read_table(path).to_pylist()):
+            yield i + 1, rec
+    else:
+        raise DataError(path, "unsupported file type (use .jsonl, .jsonl.gz, .json or .parquet)")
+
+
+def _files(path: Path, stem: str) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise DataError(path, "file or folder not found")
+    files = sorted(p for p in path.iterdir() if p.name.startswith(stem) and not p.name.startswith("."))
+    if not files:
+        raise DataError(path, f"no {stem}* file in this folder")
+    return files
+
+
+def read_feedback_files(path: str | Path, limit: int | None = None) -> list[dict]:
+    """Validated feedback records from a local file or folder; ids added when absent."""
+    out = []
+    for f in _files(Path(path), "feedback"):
+        for line, rec in _iter_file(f):
+            rec = {k: v for k, v in rec.items() if not k.startswith("_")}
+            validate_feedback_record(rec, (f, line))
+            rec.setdefault("id", record_id(rec))
+            rec.setdefault("feedback1", [])
+            rec.setdefault("feedback2", [])
+            out.append(rec)
+            if limit and len(out) >= limit:
+                return out
+    return out
+
+
+def read_principle_files(path: str | Path, limit: int | None = None) -> list[dict]:
+    """Validated records of the released ``principle`` config from local files."""
+    out = []
+    for f in _files(Path(path), "principle"):
+        for line, rec in _iter_file(f):
+            rec = {k: v for k, v in rec.items() if not k.startswith("_")}
+            validate_principle_record(rec, (f, line))
+            out.append(rec)
+            if limit and len(out) >= limit:
+                return out
+    return out
+
+
+def join_preferences(records: list[dict], preferences: list[dict]) -> int:
+    """Copy ``overall_preference``/``individual_preference`` onto matching feedback records.
+
+    Records match on (context, response1, response2). Returns how many matched.
+    """
+    by_key = {stable_hash(p["context"], p["response1"], p["response2"]): p
+              for p in preferences if "context" in p and "response1" in p}
+    n = 0
+    for r in records:
+        p = by_key.get(stable_hash(r["context"], r["response1"], r["response2"]))
+        if p is not None:
+            r["overall_preference"] = p.get("overall_preference")
+            r["individual_preference"] = p.get("individual_preference")
+            n += 1
+    return n
+
+
+def load_hub_feedback(cfg: HelpSteer3Config) -> list[dict]:
+    """HelpSteer3 ``feedback`` joined with ``preference`` from the hub (needs network)."""
+    from datasets import load_dataset
+
+    records = []
+    for split in cfg.splits:
+        fb = load_dataset(cfg.hub_name, "feedback", split=split)
+        pref = load_dataset(cfg.hub_name, "preference", split=split)
+        rows = [dict(r) for r in fb.select(range(min(cfg.limit or len(fb), len(fb))))]
+        for i, rec in enumerate(rows):
+            validate_feedback_record(rec, (f"{cfg.hub_name}:feedback:{split}", i + 1))
+            rec["id"] = record_id(rec)
+            rec["split"] = split
+        join_preferences(rows, [dict(p) for p in pref])
+        records += rows
+    return records
+
+
+def load_hub_principles(cfg: HelpSteer3Config) -> list[dict]:
+    """The released ``principle`` config from the hub (needs network)."""
+    from datasets import load_dataset
+
+    out = []
+    for split in cfg.splits:
+        ds = load_dataset(cfg.hub_name, "principle", split=split)
+        for i, rec in enumerate(ds.select(range(min(cfg.limit or len(ds), len(ds))))):
+            rec = dict(rec)
+            validate_principle_record(rec, (f"{cfg.hub_name}:principle:{split}", i + 1))
+            rec["split"] = split
+            out.append(rec)
+    return out
+
+
+def load_source(cfg: DataConfig) -> dict:
+    """Load the configured source.
+
+    Returns ``{"feedback": [records], "principle": [records], "truth": [rows]}``;
+    ``truth`` (per response, property -> bool) only for the synthetic world.
+    """
+    if cfg.source == "synthetic":
+        from rlbff_lib.synthetic.world import generate_world
+
+        world = generate_world(cfg.world)
+        return {"feedback": world.records, "principle": [], "truth": world.truth}
+    hs = cfg.helpsteer3
+    if cfg.source == "helpsteer3":
+        if hs.path is None:
+            return {"feedback": load_hub_feedback(hs), "principle": [], "truth": []}
+        records = read_feedback_files(hs.path, hs.limit)
+        if hs.preference_path:
+            prefs = [rec for f in _files(Path(hs.preference_path), "preference") for _, rec in _iter_file(f)]
+            join_preferences(records, prefs)
+        return {"feedback": records, "principle": [], "truth": []}
+    principles = load_hub_principles(hs) if hs.path is None else read_principle_files(hs.path, hs.limit)
+    return {"feedback": [], "principle": principles, "truth": []}
+
+
+def summarize(source: dict) -> dict:
+    """Counts for ``metrics/data.json``: records per domain, properties, label balance."""
+    from collections import Counter
+
+    fb = source["feedback"]
+    out: dict = {
+        "records": len(fb),
+        "records_per_domain": dict(sorted(Counter(r["domain"] for r in fb).items())),
+        "feedback_texts": sum(len(r.get("feedback1", [])) + len(r.get("feedback2", [])) for r in fb),
+        "principle_records": len(source["principle"]),
+    }
+    prefs = [r["overall_preference"] for r in fb if r.get("overall_preference") is not None]
+    if prefs:
+        out["preference"] = {
+            "labelled": len(prefs),
+            "response1_better": sum(p < 0 for p in prefs) / len(prefs),
+            "tie": sum(p == 0 for p in prefs) / len(prefs),
+            "response2_better": sum(p > 0 for p in prefs) / len(prefs),
+            "histogram": {str(k): v for k, v in sorted(Counter(prefs).items())},
+        }
+    if source["principle"]:
+        ful = Counter(r["fulfilment"] for r in source["principle"])
+        out["principle_yes_share"] = ful["Yes"] / len(source["principle"])
+    if source["truth"]:
+        props: dict[str, dict] = {}
+        for t in source["truth"]:
+            for name, value in t["properties"].items():
+                p = props.setdefault(name, {"responses": 0, "yes": 0, "domains": Counter()})
+                p["responses"] += 1
+                p["yes"] += bool(value)
+                p["domains"][t["domain"]] += 1
+        out["properties"] = {
+            name: {"responses": p["responses"], "yes_share": p["yes"] / p["responses"],
+                   "domains": dict(sorted(p["domains"].items()))}
+            for name, p in sorted(props.items())
+        }
+        yes = sum(p["yes"] for p in props.values())
+        total = sum(p["responses"] for p in props.values())
+        out["property_label_balance"] = {"yes_share": yes / total, "labels": total}
+    return out

@@ -1,0 +1,421 @@
+"""The ``alignment`` stage: policy warm start, GRPO with the principle reward and the BT baseline,
+and the policy's evaluation (paper §6).
+
+Steps (each run in a keyed folder under ``models/alignment_runs/``, a DVC ``persist: true``
+output, so an interrupted stage resumes and a changed config or input gets a fresh folder):
+
+1. **SFT warm start** of the tiny policy (:func:`rlbff_lib.alignment.policy.train_policy_sft`; skipped at
+   paper scale, where Qwen3-32B is the policy as released).
+2. **GRPO** (:func:`rlbff_lib.alignment.grpo.train_grpo`) once per reward backend in ``rewards``
+   (smoke: the scalar principle RM, then the Bradley–Terry RM, the paper's baseline row) and per
+   seed in ``seeds``. The training principles of each property are the strings the reward model
+   was trained on (:func:`principle_texts`), so the reward is asked what it learned.
+3. **Fulfilment** (:func:`rlbff_lib.alignment.policy.fulfilment`): the world's checkers on the policies'
+   answers to held-out world prompts, for the trained principles and the held-out ones, plus
+   response length (length hacking shows there). The SFT policy is sampled with the same seeds
+   as the GRPO runs; ``gain`` = mean over seeds of (GRPO − SFT) on the trained principles
+   (:func:`rlbff_lib.alignment.policy.fulfilment_gain`, significant when > 2 × the seed-to-seed std).
+4. **MT-Bench and Arena-Hard v2** (:mod:`rlbff_lib.evaluation.policy_bench`) for the SFT policy and every GRPO
+   run; the smoke judge is the project's own principle RM, labelled as such everywhere. A
+   reward's seeds are pooled: MT-Bench is their mean, Arena-Hard one Bradley–Terry fit over all
+   their battles.
+
+``metrics/alignment.json`` (see :func:`stage_metrics`) is what the ``report`` stage reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Literal, Sequence
+
+from rlbff_lib.alignment.grpo import BACKENDS, AlignmentConfig, RewardConfig
+from rlbff_lib.alignment.policy import PolicySFTConfig
+from rlbff_lib.evaluation.policy_bench import PolicyEvalConfig
+from rlbff_lib.core.progress import log
+
+MODEL_BACKENDS = ("scalar", "genrm", "bt")  # rewards that load a model from ``reward_models_dir/<backend>``
+
+
+@dataclass
+class FulfilmentConfig:
+    """Checker-measured fulfilment on held-out world prompts.
+
+    n_prompts: prompts drawn from ``world.sample_policy_prompts`` with ``prompt_seed`` (a stream
+    apart from the SFT data and the GRPO prompts), in the GRPO config's domains.
+    temperature: sampling temperature (GRPO's own, 1.0, measures the trained distribution; 0: greedy).
+    num_samples: answers per prompt. max_new_tokens, batch_size: generation (tokens, sequences).
+    """
+
+    n_prompts: int = 256
+    prompt_seed: int = 2
+    temperature: float = 1.0
+    num_samples: int = 1
+    max_new_tokens: int = 128
+    batch_size: int = 32
+
+    def __post_init__(self):
+        for name in ("n_prompts", "num_samples", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature: must be >= 0, got {self.temperature}")
+
+
+@dataclass
+class AlignmentStageConfig:
+    """The ``alignment`` stage.
+
+    policy: the warm start (:class:`~rlbff_lib.alignment.policy.PolicySFTConfig`; ``sft_steps: 0`` at paper scale).
+    grpo: the GRPO run (:class:`~rlbff_lib.alignment.grpo.AlignmentConfig`); its ``reward`` is the
+        template of every reward in ``rewards`` (backend and model path replaced per run).
+    rewards: reward backends, one GRPO run per backend and seed; the FIRST is the principle reward
+        whose gain ``fulfilment.gain`` reports (smoke: ``[scalar, bt]``; paper: ``[genrm, bt]``).
+    reward_models_dir: where the ``reward_models`` stage published ``scalar/``, ``bt/``, ``genrm/``.
+    principles_file: the reward model's training items; each trained property is phrased by its
+        ``principle_texts_per_property`` most frequent principle strings there (none found: the
+        world's phrasings). null: the world's phrasings.
+    prompt_source: where the GRPO prompts come from: ``world`` (smoke: ``world.sample_policy_prompts``,
+        principles of ``grpo.train_properties``), ``principles`` (the prompts of ``principles_file``,
+        each with its consensus principles, at most ``grpo.principles_per_prompt``: the paper-scale
+        default) or ``file`` (``prompts_file``: JSONL ``{"prompt": [messages], "principles": [...]}``).
+        The world's checkers judge world prompts only: fulfilment is measured for ``world`` alone.
+    seeds: GRPO seeds (>= 3 for the seed-to-seed standard deviation the gain is judged by).
+    fulfilment: :class:`FulfilmentConfig`. evaluation: MT-Bench / Arena-Hard
+        (:class:`~rlbff_lib.evaluation.policy_bench.PolicyEvalConfig`). benchmarks_dir: folder with
+        ``mt-bench/`` and ``arena-hard-v2/`` (null: ``$RLBFF_BENCHMARKS_DIR``, then ``../shared/benchmarks``).
+    accelerate_config, num_processes: as in the ``reward_models`` stage.
+    parallel_runs: GRPO runs at once (CPU: each gets cores / parallel_runs threads; GPU: keep 1).
+    """
+
+    policy: PolicySFTConfig = field(default_factory=PolicySFTConfig)
+    grpo: AlignmentConfig = field(default_factory=AlignmentConfig)
+    rewards: list[str] = field(default_factory=lambda: ["scalar", "bt"])
+    reward_models_dir: str = "models/reward_models"
+    principles_file: str | None = "data/principles/train.jsonl"
+    principle_texts_per_property: int = 3
+    prompt_source: Literal["world", "principles", "file"] = "world"
+    prompts_file: str | None = None
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    fulfilment: FulfilmentConfig = field(default_factory=FulfilmentConfig)
+    evaluation: PolicyEvalConfig = field(default_factory=PolicyEvalConfig)
+    benchmarks_dir: str | None = None
+    accelerate_config: str = "cpu.yaml"
+    num_processes: int | None = None
+    parallel_runs: int = 2
+
+    def __post_init__(self):
+        bad = [r for r in self.rewards if r not in BACKENDS]
+        if not self.rewards or bad or len(set(self.rewards)) != len(self.rewards):
+            raise ValueError(f"rewards: must be distinct backends from {list(BACKENDS)}, got {self.rewards}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: must be a non-empty list of distinct seeds, got {self.seeds}")
+        if self.principle_texts_per_property < 1:
+            raise ValueError(f"principle_texts_per_property: must be >= 1, got {self.principle_texts_per_property}")
+        if self.prompt_source not in ("world", "principles", "file"):
+            raise ValueError(f"prompt_source: must be world, principles or file, got {self.prompt_source!r}")
+        if self.prompt_source == "file" and not self.prompts_file:
+            raise ValueError("prompts_file: prompt_source 'file' needs the path of a JSONL of training rows")
+        if self.prompt_source == "principles" and not self.principles_file:
+            raise ValueError("principles_file: prompt_source 'principles' reads the prompts from it")
+        if self.parallel_runs < 1:
+            raise ValueError(f"parallel_runs: must be >= 1, got {self.parallel_runs}")
+        if self.num_processes is not None and self.num_processes < 1:
+            raise ValueError(f"num_processes: must be >= 1 or null, got {self.num_processes}")
+        from rlbff_lib.training.launch import ACCELERATE_CONFIGS
+
+        if not (Path(self.accelerate_config).is_file() or (ACCELERATE_CONFIGS / self.accelerate_config).is_file()):
+            raise ValueError(f"accelerate_config: {self.accelerate_config} not found (nor under {ACCELERATE_CONFIGS})")
+
+    def reward_config(self, backend: str) -> RewardConfig:
+        """The reward of one run: the ``grpo.reward`` template with ``backend`` and its model folder."""
+        path = str(Path(self.reward_models_dir) / backend) if backend in MODEL_BACKENDS else self.grpo.reward.model_path
+        return replace(self.grpo.reward, backend=backend, model_path=path)
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def principle_texts(items: Sequence[dict], properties: Sequence[str], per_property: int = 3) -> dict[str, list[str]]:
+    """property -> its ``per_property`` most frequent principle strings among RM ``items``
+    (``{"property", "principle"}``; ties by first appearance). Properties absent from the items are left out."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for it in items:
+        if it.get("property") in properties:
+            counts[it["property"]][it["principle"]] += 1
+    return {p: [t for t, _ in counts[p].most_common(per_property)] for p in properties if counts[p]}
+
+
+def check_inputs(cfg: AlignmentStageConfig) -> None:
+    """Fail before any training when an input is missing: the base policy, each reward's model
+    folder (with safetensors weights), the principles file and the judge's model."""
+    from rlbff_lib.core.io import DataError
+
+    needed = [(cfg.policy.name_or_path, "policy.name_or_path")] if cfg.policy.sft_steps else []
+    needed += [(cfg.reward_config(b).model_path, f"rewards: {b}") for b in cfg.rewards if b in MODEL_BACKENDS]
+    if cfg.evaluation.judge == "principle_rm":
+        needed.append((cfg.evaluation.judge_model_path, "evaluation.judge_model_path"))
+    for path, key in needed:
+        if Path(path).exists() and not list(Path(path).glob("*.safetensors")):
+            raise DataError(path, f"{key}: no safetensors weights in the folder")
+        if not Path(path).exists() and not _looks_like_hub_name(path):
+            raise DataError(path, f"{key}: model folder not found (run the stage that makes it first)")
+    if cfg.principles_file and not Path(cfg.principles_file).is_file():
+        raise DataError(cfg.principles_file, "principles_file: not found (run the principles stage first)")
+    if cfg.prompt_source == "file" and not Path(cfg.prompts_file).is_file():
+        raise DataError(cfg.prompts_file, "prompts_file: not found")
+    training_rows(cfg)  # validated now: a bad row names file, row and field
+
+
+def rows_from_items(items: Sequence[dict], max_principles: int) -> list[dict]:
+    """GRPO rows from principle items: one per prompt (``prompt_id``), its conversation
+    (``context``) and the first ``max_principles`` distinct principles of its items, in file order."""
+    rows: dict[str, dict] = {}
+    for it in items:
+        row = rows.setdefault(it["prompt_id"], {"id": it["prompt_id"], "prompt": it["context"], "principles": [],
+                                                "domain": it.get("domain", "")})
+        if it["principle"] not in row["principles"] and len(row["principles"]) < max_principles:
+            row["principles"].append(it["principle"])
+    return list(rows.values())
+
+
+def training_rows(cfg: AlignmentStageConfig) -> list[dict] | None:
+    """The GRPO rows of ``prompt_source`` (validated), or ``None`` for world prompts."""
+    from rlbff_lib.alignment.grpo import validate_rows
+    from rlbff_lib.core.io import read_jsonl
+
+    if cfg.prompt_source == "file":
+        return validate_rows(read_jsonl(cfg.prompts_file), cfg.prompts_file)
+    if cfg.prompt_source == "principles":
+        return validate_rows(rows_from_items(read_jsonl(cfg.principles_file), cfg.grpo.principles_per_prompt),
+                             cfg.principles_file)
+    return None
+
+
+def _looks_like_hub_name(path: str) -> bool:
+    parts = str(path).split("/")
+    return len(parts) == 2 and all(parts) and not str(path).startswith((".", "/"))
+
+
+def load_benchmarks(cfg: AlignmentStageConfig):
+    """(MT-Bench, Arena-Hard v2, note): the local benchmark files, validated (a broken file raises
+    naming file, line and field). Without a benchmarks folder both are ``None`` and ``note`` says why."""
+    from rlbff_lib.evaluation import benchmarks as bm
+
+    root = bm.benchmarks_dir(cfg.benchmarks_dir)
+    if root is None:
+        return None, None, (f"not available: no benchmarks folder (set benchmarks_dir or ${bm.ENV_VAR}, "
+                            "or place ../shared/benchmarks beside the repository)")
+    return bm.load_mtbench(root), bm.load_arena_hard(root), f"benchmarks from {root}"
+
+
+# ------------------------------------------------------------------ runs
+
+
+def sft_policy(cfg: AlignmentStageConfig, runs_dir: str | Path) -> dict:
+    """The warm-started policy (an ``accelerate launch`` subprocess in a keyed run folder);
+    returns its training log, whose ``model_dir`` is the policy GRPO starts from."""
+    from rlbff_lib.training.launch import TrainJob, launch
+    from rlbff_lib.alignment.policy import finished_run, train_policy_sft
+    from rlbff_lib.stages.reward_models import run_key
+
+    if cfg.policy.sft_steps == 0:
+        return train_policy_sft(cfg.policy, Path(runs_dir) / "policy_sft-unused")
+    config = asdict(cfg.policy)
+    run_dir = Path(runs_dir) / f"policy_sft-{run_key(config, cfg.policy.name_or_path, [])}"
+    done = finished_run(run_dir, config)
+    if done is not None:
+        log(f"[policy_sft] run {run_dir.name} already complete")
+        return done
+    job = TrainJob(model=cfg.policy.name_or_path, train_file="", output_dir=str(run_dir), config=config)
+    log(f"[policy_sft] training in {run_dir}")
+    launch("rlbff_lib.alignment.policy", job.write(run_dir / "job.json"), cfg.accelerate_config, cfg.num_processes)
+    return json.loads((run_dir / "training_log.json").read_text(encoding="utf-8"))
+
+
+def run_configs(cfg: AlignmentStageConfig, train_properties: Sequence[str],
+                texts: dict[str, list[str]]) -> list[tuple[str, int, AlignmentConfig]]:
+    """(backend, seed, GRPO config) of every run, rewards in order, then seeds."""
+    base = replace(cfg.grpo, train_properties=list(train_properties), principle_texts=dict(texts))
+    return [(b, s, replace(base, seed=s, reward=cfg.reward_config(b))) for b in cfg.rewards for s in cfg.seeds]
+
+
+def grpo_runs(cfg: AlignmentStageConfig, policy_dir: str | Path, runs_dir: str | Path,
+              train_properties: Sequence[str], texts: dict[str, list[str]]) -> dict[str, list[dict]]:
+    """Every GRPO run (``parallel_runs`` at once, each an ``accelerate launch`` subprocess);
+    returns backend -> training records in seed order.
+
+    A run's folder key hashes its config, the policy weights and the reward model weights, so a
+    retrained RM or policy never resumes a stale run; a finished run is returned as is.
+    """
+    from rlbff_lib.alignment.grpo import launch_grpo
+    from rlbff_lib.stages.reward_models import run_key
+
+    rows = training_rows(cfg)
+    jobs = []
+    for backend, seed, run_cfg in run_configs(cfg, train_properties, texts):
+        weights = [str(w) for w in sorted(Path(run_cfg.reward.model_path).glob("*.safetensors"))] \
+            if backend in MODEL_BACKENDS else []
+        if cfg.prompt_source != "world":
+            weights.append(cfg.prompts_file if cfg.prompt_source == "file" else cfg.principles_file)
+        key = run_key(asdict(run_cfg), str(policy_dir), weights)
+        jobs.append((backend, seed, run_cfg, Path(runs_dir) / f"grpo-{backend}-s{seed}-{key}"))
+    threads = max(1, (os.cpu_count() or 1) // cfg.parallel_runs)
+
+    def one(job):
+        backend, seed, run_cfg, out = job
+        log(f"[grpo {backend} seed {seed}] {out}")
+        return launch_grpo(run_cfg, policy_dir, out, rows, accelerate_config=cfg.accelerate_config,
+                           num_processes=cfg.num_processes, env={"OMP_NUM_THREADS": str(threads)},
+                           prefix=f"[{backend} s{seed}] ")
+
+    with ThreadPoolExecutor(cfg.parallel_runs) as pool:
+        records = list(pool.map(one, jobs))
+    out: dict[str, list[dict]] = defaultdict(list)
+    for (backend, _, _, _), rec in zip(jobs, records):
+        out[backend].append(rec)
+    return dict(out)
+
+
+# ------------------------------------------------------------------ measurement
+
+
+def measure_fulfilment(model_dir: str | Path, cfg: AlignmentStageConfig, prompts: Sequence[dict],
+                       properties: Sequence[str], trained: Sequence[str], seed: int) -> dict:
+    """:func:`rlbff_lib.alignment.policy.fulfilment` of the policy at ``model_dir`` (sampling ``seed``)."""
+    from rlbff_lib.alignment.policy import fulfilment
+    from rlbff_lib.reward_models.scoring import load_scorer
+
+    model, tok = load_scorer(model_dir)
+    f = cfg.fulfilment
+    return fulfilment(model, tok, prompts, properties, trained=trained, temperature=f.temperature,
+                      num_samples=f.num_samples, max_new_tokens=f.max_new_tokens, batch_size=f.batch_size, seed=seed,
+                      chat_template_kwargs=cfg.grpo.chat_template_kwargs or None)
+
+
+def evaluate_benchmarks(model_dir: str | Path, cfg: AlignmentStageConfig, judges, mtbench, arena) -> dict:
+    """MT-Bench and Arena-Hard v2 results of one policy (``None`` for a benchmark not loaded)."""
+    from rlbff_lib.evaluation.policy_bench import run_arena_hard, run_mtbench
+    from rlbff_lib.reward_models.scoring import load_scorer
+
+    model, tok = load_scorer(model_dir)
+    return {"mt_bench": run_mtbench(model, tok, judges[0], mtbench, cfg.evaluation) if mtbench else None,
+            "arena_hard": run_arena_hard(model, tok, judges[1], arena, cfg.evaluation) if arena else None}
+
+
+def pooled_arena(results: Sequence[dict], cfg: PolicyEvalConfig) -> dict:
+    """One Arena-Hard score over the battles of several policies (a reward's seeds)."""
+    from rlbff_lib.evaluation.policy_bench import score_arena
+
+    records = [r for res in results for r in res["records"]]
+    baseline = results[0].get("baseline")
+    kwargs = {"baseline": baseline} if baseline else {}
+    return {"judge": results[0]["judge"], "n_policies": len(results),
+            **score_arena(records, cfg.weight, cfg.n_bootstrap, cfg.seed, **kwargs)}
+
+
+def _mean(xs: Sequence[float]) -> float:
+    xs = [x for x in xs if x == x]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _brief(f: dict) -> dict:
+    """A fulfilment result without its bulk (what the metrics file keeps per run)."""
+    keys = ("rates", "trained", "held_out", "mean_words", "mean_prose_words", "mean_tokens", "terminated",
+            "language_ok", "n_responses")
+    return {k: f[k] for k in keys}
+
+
+def _mean_rates(results: Sequence[dict]) -> dict:
+    props = list(results[0]["rates"])
+    out = {"rates": {p: _mean([r["rates"][p] for r in results]) for p in props}}
+    for k in ("trained", "held_out", "mean_words", "mean_tokens", "terminated", "language_ok"):
+        out[k] = _mean([r[k] for r in results])
+    return out
+
+
+def stage_metrics(cfg: AlignmentStageConfig, sft_log: dict, runs: dict[str, list[dict]],
+                  sft_fulfilment: Sequence[dict], run_fulfilment: dict[str, list[dict]],
+                  benchmarks: dict[str, list[dict]], train_properties: Sequence[str],
+                  held_out: Sequence[str], texts: dict[str, list[str]]) -> dict:
+    """``metrics/alignment.json``.
+
+    ``fulfilment``: ``before`` (SFT, mean over sampling seeds) and ``after`` (the first reward,
+    mean over GRPO seeds), each ``{rates, trained, held_out, mean_tokens, ...}``; ``gain``
+    ``{mean, std, significant, baseline_mean, ...}`` on the trained principles; ``seeds``
+    ``[{seed, before, after, gain}]``; ``by_reward[backend]`` the same gains for every reward, on
+    ``trained``, ``held_out``, ``mean_tokens`` and ``mean_words``. ``policies``: the alignment table
+    rows (``label``, ``mt_bench``, ``arena_hard``). ``curves``: per run ``[{step, reward, kl,
+    completion_length}]``. ``runs``: per run facts. Judge labels say which judge scored.
+    """
+    primary = cfg.rewards[0]
+    labels = {b: cfg.reward_config(b).label for b in cfg.rewards}
+    policies = {"sft": {"label": "SFT policy (before GRPO)", **_bench_row(benchmarks.get("sft"), cfg)}}
+    for backend in cfg.rewards:
+        policies[backend] = {"label": f"GRPO, reward: {labels[backend]} ({len(cfg.seeds)} seeds pooled)",
+                             **_bench_row(benchmarks.get(backend), cfg)}
+    judge = next((r["mt_bench"]["judge"] for rs in benchmarks.values() for r in rs if r.get("mt_bench")), None)
+    return {
+        "reward_labels": labels,
+        "primary_reward": primary,
+        "train_properties": list(train_properties),
+        "held_out_properties": list(held_out),
+        "principle_texts": texts,
+        "fulfilment": fulfilment_metrics(cfg, sft_fulfilment, run_fulfilment) if run_fulfilment else None,
+        "judge": judge,
+        "mt_bench": {n: p["mt_bench"] for n, p in policies.items()},
+        "arena_hard": {n: p["arena_hard"] for n, p in policies.items()},
+        "policies": policies,
+        "curves": {f"{b} s{r['seed']}": r["curves"] for b, rs in runs.items() for r in rs},
+        "runs": {f"{b} s{r['seed']}": {k: r.get(k) for k in ("global_step", "n_rows", "n_dropped_too_long",
+                                                                 "seconds", "resumed_from", "model_dir")}
+                 | {"reward": r["reward"]["label"]} for b, rs in runs.items() for r in rs},
+        "policy_sft": {k: sft_log.get(k) for k in ("global_step", "train_loss", "model_dir", "skipped")}
+                      | {"final_loss": (sft_log.get("train") or [{}])[-1].get("loss")},
+    }
+
+
+def fulfilment_metrics(cfg: AlignmentStageConfig, sft_fulfilment: Sequence[dict],
+                       run_fulfilment: dict[str, list[dict]]) -> dict:
+    """The ``fulfilment`` block of the metrics (see :func:`stage_metrics`)."""
+    from rlbff_lib.alignment.policy import fulfilment_gain
+
+    primary = cfg.rewards[0]
+    by_reward = {b: {key: fulfilment_gain(sft_fulfilment, results, key)
+                     for key in ("trained", "held_out", "mean_tokens", "mean_words")}
+                 for b, results in run_fulfilment.items()}
+    g = by_reward[primary]["trained"]
+    before = _mean_rates(sft_fulfilment)
+    return {
+        "before": before,
+        "after": _mean_rates(run_fulfilment[primary]),
+        "gain": {"mean": g["gain"], "std": g["seed_std"], "significant": g["significant"],
+                 "baseline_mean": g["baseline_mean"], "baseline_std": g["baseline_std"], "key": "trained",
+                 "reward": primary},
+        "seeds": [{"seed": s, "before": before["trained"], "after": r["trained"], "gain": r["trained"] - before["trained"]}
+                  for s, r in zip(cfg.seeds, run_fulfilment[primary])],
+        "by_reward": by_reward,
+        "after_by_reward": {b: _mean_rates(rs) for b, rs in run_fulfilment.items()},
+        "per_run": {f"{b} s{s}": _brief(r) for b, rs in run_fulfilment.items() for s, r in zip(cfg.seeds, rs)},
+        "sft_per_seed": [_brief(r) for r in sft_fulfilment],
+        "settings": asdict(cfg.fulfilment),
+    }
+
+
+def _bench_row(results: Sequence[dict] | None, cfg: AlignmentStageConfig) -> dict:
+    """MT-Bench (mean over the policies' overall scores) and Arena-Hard (pooled fit) of one row."""
+    results = list(results or [])
+    mt = [r["mt_bench"] for r in results if r.get("mt_bench")]
+    ar = [r["arena_hard"] for r in results if r.get("arena_hard")]
+    row = {"mt_bench": None, "arena_hard": None}
+    if mt:
+        row["mt_bench"] = {"overall": _mean([m["scores"]["overall"] for m in mt]), "judge": mt[0]["judge"],
+                           "per_policy": [m["scores"]["overall"] for m in mt], "n_questions": mt[0]["n_questions"]}
+    if ar:
+        row["arena_hard"] = pooled_arena(ar, cfg.evaluation) if len(ar) > 1 else \
+            {k: v for k, v in ar[0].items() if k not in ("records", "answers")}
+    return row

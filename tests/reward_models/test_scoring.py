@@ -1,0 +1,109 @@
+"""The scoring command line: the HelpSteer3 card example, several principles as columns, bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlbff_lib.models.lm import ModelSizeConfig
+from rlbff_lib.core.params import REPO_ROOT
+from rlbff_lib.reward_models.scoring import load_scorer, main, read_inputs, score
+from rlbff_lib.models.tokenizer import TokenizerConfig, train_tokenizer
+from rlbff_lib.synthetic.world import WorldConfig, corpus_texts, generate_world
+from fakes.tiny_models import spread_model
+
+CARD_EXAMPLE = Path("/work/shared/benchmarks/helpsteer3-card-examples/feedback_example.json")
+TINY = ModelSizeConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                       head_dim=16, intermediate_size=64, max_position_embeddings=4096)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny random causal LM with large weights (scores spread over both signs) saved with its tokenizer."""
+    world = generate_world(WorldConfig(n_prompts=60, seed=1))
+    tok = train_tokenizer(list(corpus_texts(world)), TokenizerConfig(vocab_size=600))
+    path = tmp_path_factory.mktemp("scorer")
+    spread_model(tok, TINY, seed=2).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def table_rows(stdout: str) -> dict[str, list[str]]:
+    """Table body: id -> cells (after the principle legend and the header line)."""
+    lines = stdout.strip().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("id "))
+    return {line.split()[0]: line.split()[1:] for line in lines[start + 1:]}
+
+
+@pytest.mark.skipif(not CARD_EXAMPLE.exists(), reason="HelpSteer3 card example not available")
+def test_cli_on_the_helpsteer3_card_example(model_dir, tmp_path):
+    out = tmp_path / "scores.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "rlbff_lib.reward_models.scoring", "--model", str(model_dir), "--principle",
+                           "correctness", "--input", str(CARD_EXAMPLE), "--output", str(out), "--max-length", "2048"],
+                          capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = table_rows(proc.stdout)
+    assert list(rows) == ["feedback_example:response1", "feedback_example:response2"]
+    assert "[1] correctness" in proc.stdout
+    record = json.loads(CARD_EXAMPLE.read_text())
+    model, tok = load_scorer(model_dir)
+    expected = score([record["context"]] * 2, [record["response1"], record["response2"]], "correctness", model, tok,
+                     max_length=2048)
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [w["response_field"] for w in written] == ["response1", "response2"]
+    assert [w["scores"]["correctness"] for w in written] == pytest.approx(expected.scores, abs=1e-4)
+    assert [w["answers"]["correctness"] for w in written] == expected.answers
+    for cells, s, a in zip(rows.values(), expected.scores, expected.answers):
+        assert cells == [f"{s:+.3f}", a]
+
+
+def test_two_principles_give_two_columns(model_dir, tmp_path, capsys):
+    records = [
+        {"id": "a", "context": [{"role": "user", "content": "What is 12 + 30?"}], "response": "The answer is 42."},
+        {"id": "b", "prompt": "Write a Python function to add two numbers.",
+         "response": "```python\ndef add(a, b):\n    return a + b  # sum\n```"},
+        {"id": "c", "context": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                                {"role": "user", "content": "Explain photosynthesis briefly."}],
+         "response": "- Plants turn light into sugar.\n- They release oxygen.\nAnything else?"},
+    ]
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "out.jsonl"
+    principles = ["is concise", "contains inline comments"]
+    assert main(["--model", str(model_dir), "--principle", principles[0], "--principle", principles[1],
+                 "--input", str(inp), "--output", str(out), "--batch-size", "2"]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert list(rows) == ["a", "b", "c"] and all(len(cells) == 4 for cells in rows.values())  # 2 x (score, answer)
+    model, tok = load_scorer(model_dir)
+    contexts = [r.get("context") or [{"role": "user", "content": r["prompt"]}] for r in records]
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    columns = []
+    for j, p in enumerate(principles):
+        expected = score(contexts, [r["response"] for r in records], p, model, tok)
+        columns.append(expected.scores)
+        assert [w["scores"][p] for w in written] == pytest.approx(expected.scores, abs=1e-4)
+        assert [cells[2 * j] for cells in rows.values()] == [f"{s:+.3f}" for s in expected.scores]
+        assert [cells[2 * j + 1] for cells in rows.values()] == expected.answers
+    assert columns[0] != pytest.approx(columns[1])  # the principle changes the score
+
+
+def test_response_field_and_input_errors(model_dir, tmp_path, capsys):
+    rec = {"context": [{"role": "user", "content": "q"}], "response1": "r1", "response2": "r2", "response10": "r10"}
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(rec))
+    assert [r["id"] for r in read_inputs(path)] == ["one:response1", "one:response2", "one:response10"]
+    assert [r["response"] for r in read_inputs(path, "response2")] == ["r2"]
+    path.write_text(json.dumps([rec, {**rec, "id": "x"}]))
+    assert [r["id"] for r in read_inputs(path, "response1")] == ["one:1:response1", "x:response1"]
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "q", "response": "ok"}) + "\n" + json.dumps({"response": "no context"}) + "\n")
+    assert main(["--model", str(model_dir), "--principle", "p", "--input", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.jsonl, line 2" in err and "context" in err
+    bad.write_text(json.dumps({"prompt": "q", "answer": "x"}) + "\n")
+    assert main(["--model", str(model_dir), "--principle", "p", "--input", str(bad)]) == 2
+    assert "--response-field" in capsys.readouterr().err

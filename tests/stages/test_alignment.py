@@ -1,0 +1,117 @@
+"""The alignment stage's own logic: config, inputs, principle phrasing, run keys and metrics."""
+import json
+
+import pytest
+
+from rlbff_lib.stages import alignment as A
+from rlbff_lib.core.io import DataError
+from rlbff_lib.core.params import ParamError, build
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ParamError, match="alignment.rewards"):
+        build(A.AlignmentStageConfig, {"rewards": ["scalar", "nope"]}, "alignment")
+    with pytest.raises(ParamError, match="alignment.seeds"):
+        build(A.AlignmentStageConfig, {"seeds": [1, 1]}, "alignment")
+    with pytest.raises(ParamError, match="alignment.fulfilment.n_prompts"):
+        build(A.AlignmentStageConfig, {"fulfilment": {"n_prompts": 0}}, "alignment")
+    with pytest.raises(ParamError, match="alignment.grpo.num_generations"):
+        build(A.AlignmentStageConfig, {"grpo": {"num_generations": 1}}, "alignment")
+
+
+def test_each_reward_gets_its_model_folder():
+    cfg = A.AlignmentStageConfig(reward_models_dir="rm")
+    assert cfg.reward_config("scalar").model_path == "rm/scalar"
+    assert cfg.reward_config("bt").backend == "bt" and cfg.reward_config("bt").model_path == "rm/bt"
+    assert cfg.reward_config("checker").model_path == cfg.grpo.reward.model_path  # needs none
+    runs = A.run_configs(cfg, ["followup_question"], {"followup_question": ["ends with a question"]})
+    assert [(b, s) for b, s, _ in runs] == [("scalar", 0), ("scalar", 1), ("scalar", 2), ("bt", 0), ("bt", 1), ("bt", 2)]
+    assert {c.seed for _, _, c in runs} == {0, 1, 2}
+    assert all(c.principle_texts == {"followup_question": ["ends with a question"]} for _, _, c in runs)
+
+
+def test_principle_texts_are_the_rm_training_strings_most_frequent_first():
+    items = [{"property": "bulleted_list", "principle": p} for p in ["uses bullet points"] * 3 + ["bullets"] * 2
+             + ["has a list"]] + [{"property": None, "principle": "clarity"}]
+    assert A.principle_texts(items, ["bulleted_list", "concise"], 2) == {"bulleted_list": ["uses bullet points", "bullets"]}
+
+
+def test_missing_inputs_fail_before_any_training(tmp_path):
+    cfg = A.AlignmentStageConfig(reward_models_dir=str(tmp_path / "rm"), principles_file=None,
+                                 policy=A.PolicySFTConfig(name_or_path=str(tmp_path)))
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(DataError, match="rewards: scalar: model folder not found"):
+        A.check_inputs(cfg)
+    (tmp_path / "rm" / "scalar").mkdir(parents=True)
+    with pytest.raises(DataError, match="no safetensors"):
+        A.check_inputs(cfg)
+    bad = tmp_path / "rows.jsonl"
+    bad.write_text(json.dumps({"prompt": "hi", "principles": []}) + "\n")
+    for name in ("scalar", "bt"):
+        (tmp_path / "rm" / name).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "rm" / name / "model.safetensors").write_bytes(b"x")
+    cfg.evaluation.judge_model_path = str(tmp_path / "rm" / "scalar")
+    A.check_inputs(cfg)
+    cfg.prompt_source, cfg.prompts_file = "file", str(tmp_path / "absent.jsonl")
+    with pytest.raises(DataError, match="prompts_file: not found"):
+        A.check_inputs(cfg)
+    cfg.prompts_file = str(bad)
+    with pytest.raises(ValueError, match=r"rows.jsonl\[0\]: principles"):
+        A.check_inputs(cfg)
+
+
+def test_prompts_from_the_principle_items_carry_their_principles(tmp_path):
+    ctx = lambda t: [{"role": "user", "content": t}]
+    items = [{"prompt_id": "p1", "context": ctx("a"), "principle": "is concise", "domain": "general"},
+             {"prompt_id": "p2", "context": ctx("b"), "principle": "uses bullet points", "domain": "stem"},
+             {"prompt_id": "p1", "context": ctx("a"), "principle": "is concise", "domain": "general"},
+             {"prompt_id": "p1", "context": ctx("a"), "principle": "ends with a question", "domain": "general"},
+             {"prompt_id": "p1", "context": ctx("a"), "principle": "clarity", "domain": "general"}]
+    rows = A.rows_from_items(items, max_principles=2)
+    assert [(r["id"], r["prompt"], r["principles"]) for r in rows] == [
+        ("p1", ctx("a"), ["is concise", "ends with a question"]), ("p2", ctx("b"), ["uses bullet points"])]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(it) + "\n" for it in items))
+    cfg = A.AlignmentStageConfig(prompt_source="principles", principles_file=str(path))
+    assert [r["principles"] for r in A.training_rows(cfg)] == [["is concise"], ["uses bullet points"]]
+    assert A.training_rows(A.AlignmentStageConfig()) is None  # world prompts
+    with pytest.raises(ParamError, match="alignment.prompts_file"):
+        build(A.AlignmentStageConfig, {"prompt_source": "file"}, "alignment")
+
+
+def _ful(trained, held_out, tokens, rates):
+    return {"rates": rates, "trained": trained, "held_out": held_out, "mean_words": tokens / 2, "mean_prose_words": 1,
+            "mean_tokens": tokens, "terminated": 1.0, "language_ok": 1.0, "n_responses": 10}
+
+
+def test_fulfilment_metrics_gain_is_grpo_minus_sft_over_seeds():
+    cfg = A.AlignmentStageConfig(seeds=[0, 1, 2])
+    sft = [_ful(0.4, 0.5, 40, {"a": 0.4, "h": 0.5}), _ful(0.5, 0.5, 40, {"a": 0.5, "h": 0.5}),
+           _ful(0.6, 0.5, 40, {"a": 0.6, "h": 0.5})]
+    runs = {"scalar": [_ful(v, 0.5, 50, {"a": v, "h": 0.5}) for v in (0.8, 0.9, 0.7)],
+            "bt": [_ful(v, 0.4, 80, {"a": v, "h": 0.4}) for v in (0.5, 0.6, 0.4)]}
+    m = A.fulfilment_metrics(cfg, sft, runs)
+    assert m["gain"]["mean"] == pytest.approx(0.3)
+    assert m["gain"]["std"] == pytest.approx(0.1)
+    assert m["gain"]["significant"] is True  # 0.3 > 2 x 0.1
+    assert [s["gain"] for s in m["seeds"]] == pytest.approx([0.3, 0.4, 0.2])
+    assert m["by_reward"]["bt"]["trained"]["gain"] == pytest.approx(0.0)
+    assert m["by_reward"]["bt"]["trained"]["significant"] is False
+    assert m["by_reward"]["bt"]["mean_tokens"]["gain"] == pytest.approx(40)
+    assert m["before"]["rates"] == pytest.approx({"a": 0.5, "h": 0.5})
+    assert m["after_by_reward"]["bt"]["held_out"] == pytest.approx(0.4)
+
+
+def test_benchmark_rows_pool_the_seeds_of_a_reward():
+    cfg = A.AlignmentStageConfig()
+    mt = lambda x: {"judge": "j", "n_questions": 2, "scores": {"overall": x}}
+    arena = lambda games: {"judge": "j", "baseline": "o3-mini", "records": [
+        {"uid": str(i), "category": "c", "games": g} for i, g in enumerate(games)]}
+    # policy 1 wins both games of each battle (B>A with baseline as A, then A>B), policy 2 loses them
+    results = [{"mt_bench": mt(6.0), "arena_hard": arena([["B>A", "A>B"]] * 4)},
+               {"mt_bench": mt(8.0), "arena_hard": arena([["A>B", "B>A"]] * 4)}]
+    row = A._bench_row(results, cfg)
+    assert row["mt_bench"]["overall"] == pytest.approx(7.0) and row["mt_bench"]["per_policy"] == [6.0, 8.0]
+    assert row["arena_hard"]["n_policies"] == 2 and row["arena_hard"]["n_outcomes"] == 16
+    assert row["arena_hard"]["win_rate"] == pytest.approx(50.0, abs=0.5)  # one wins, one loses: even
+    assert A._bench_row([], cfg) == {"mt_bench": None, "arena_hard": None}

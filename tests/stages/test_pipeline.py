@@ -1,0 +1,181 @@
+"""Integration: the pipeline's notebooks execute through papermill on tiny parameters.
+
+Each stage runs in a temporary working folder (its relative inputs and outputs
+resolve there), in order, exactly as `dvc repro` would run them.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlbff_lib.core.stage import run_stage
+from rlbff_lib.core.params import REPO_ROOT
+
+ROOT = REPO_ROOT
+
+TINY = {
+    "data": {"world": {"n_prompts": 80, "seed": 5}},
+    "assets": {
+        "tokenizer": {"vocab_size": 600},
+        "models": {role: {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                          "num_key_value_heads": 1, "head_dim": 16, "intermediate_size": 64,
+                          "max_position_embeddings": 512} for role in ("policy", "reward")},
+        "pretrain": {"steps": 4, "batch_size": 4, "seq_len": 64},
+    },
+    "principles": {"split": {"bench_share": 0.3}, "consensus": {"sweep": [0.7, 0.9]}, "top_k": 5},
+    "reward_models": {
+        "scalar": {"max_steps": 2, "per_device_train_batch_size": 4, "logging_steps": 1, "save_steps": 1},
+        "bt": {"max_steps": 2, "per_device_train_batch_size": 2, "logging_steps": 1, "save_steps": 1},
+        "genrm": {"sft": {"max_steps": 2, "per_device_train_batch_size": 4, "logging_steps": 1, "save_steps": 1},
+                  "grpo": {"max_steps": 1, "num_generations": 2, "per_device_train_batch_size": 4,
+                           "max_completion_length": 8, "logging_steps": 1, "save_steps": 1},
+                  "eval_max_new_tokens": 8},
+        "genrm_eval_limit": 4,
+    },
+    "alignment": {
+        "policy": {"sft_steps": 2, "n_examples": 16, "per_device_train_batch_size": 4, "logging_steps": 1,
+                   "save_steps": 1},
+        "grpo": {"n_prompts": 8, "max_steps": 1, "num_generations": 2, "per_device_train_batch_size": 4,
+                 "max_completion_length": 8, "logging_steps": 1, "save_steps": 1},
+        "seeds": [0, 1],
+        "fulfilment": {"n_prompts": 4, "max_new_tokens": 8, "batch_size": 4},
+        "evaluation": {"mtbench_limit": 1, "arena_limit": 2, "max_new_tokens": 8, "n_bootstrap": 5},
+    },
+}
+STAGES = [name for name in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]]
+
+
+SECRET = "sk-planted-secret-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    # a secret in the environment of every stage: it must never reach an output, log or executed notebook
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OPENAI_API_KEY", SECRET)
+    mp.setenv("RLBFF_PLANTED_SECRET", SECRET)
+    wd = tmp_path_factory.mktemp("pipeline")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, over in TINY.items():
+        raw[section] = _merge(raw[section], over)
+    (wd / "params.yaml").write_text(yaml.safe_dump(raw))
+    yield wd
+    mp.undo()
+
+
+def _merge(a, b):
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+    return out
+
+
+@pytest.mark.slow
+def test_data_and_assets_stages_execute(workdir):
+    for name in ("data", "assets"):
+        out = run_stage(name, workdir / "params.yaml", workdir=workdir)
+        nb = json.loads(out.read_text())
+        assert any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+        assert not (workdir / "outputs" / "notebooks" / f"{name}.failed.ipynb").exists()
+    data = json.loads((workdir / "metrics" / "data.json").read_text())
+    assert data["records"] == 80
+    assert (workdir / "data" / "source" / "truth.jsonl").exists()
+    assert (workdir / "figures" / "data_properties.png").stat().st_size > 1000
+    assets = json.loads((workdir / "metrics" / "assets.json").read_text())
+    assert assets["tokenizer"]["vocab_size"] == 600
+    assert (workdir / "models" / "assets" / "base_policy" / "model.safetensors").exists()
+    # papermill parameters were injected: the executed notebook holds the tiny world size
+    executed = json.loads((workdir / "outputs" / "notebooks" / "data.ipynb").read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1 and '"n_prompts": 80' in "".join(injected[0]["source"])
+
+
+@pytest.mark.slow
+def test_a_failing_stage_leaves_no_trusted_output(workdir):
+    raw = yaml.safe_load((workdir / "params.yaml").read_text())
+    raw["data"]["helpsteer3"]["path"] = str(workdir / "empty")
+    raw["data"]["source"] = "helpsteer3"
+    (workdir / "empty").mkdir(exist_ok=True)
+    bad = workdir / "bad_params.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    out = workdir / "outputs" / "bad" / "data.ipynb"
+    with pytest.raises(Exception, match="no feedback"):
+        run_stage("data", bad, output=out, workdir=workdir)
+    assert not out.exists()
+    assert (workdir / "outputs" / "bad" / "data.failed.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_principles_stage_executes(workdir):
+    if not (workdir / "data" / "source" / "feedback.jsonl").exists():
+        run_stage("data", workdir / "params.yaml", workdir=workdir)
+    run_stage("principles", workdir / "params.yaml", workdir=workdir)
+    m = json.loads((workdir / "metrics" / "principles.json").read_text())
+    assert m["source"] == "feedback" and m["funnel"]["0_extracted"]["count"] > 0
+    assert set(m["consensus"]["sweep"]) == {"0.7", "0.9"}
+    assert m["synthetic"]["accuracy_after_consensus"] is not None
+    out = workdir / "data" / "principles"
+    splits = {s: {json.loads(l)["prompt_id"] for l in (out / f"{s}.jsonl").read_text().splitlines()}
+              for s in ("train", "validation", "principlebench")}
+    assert splits["principlebench"].isdisjoint(splits["train"] | splits["validation"])
+    assert (workdir / "data" / "cache" / "extraction.jsonl").stat().st_size > 0
+    for fig in ("funnel", "top", "threshold"):
+        assert (workdir / "figures" / f"principles_{fig}.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_reward_models_stage_executes(workdir):
+    """The three trainers run as accelerate subprocesses for a couple of steps, then are measured."""
+    for name in ("data", "assets", "principles"):
+        if not (workdir / "outputs" / "notebooks" / f"{name}.ipynb").exists():
+            run_stage(name, workdir / "params.yaml", workdir=workdir)
+    run_stage("reward_models", workdir / "params.yaml", workdir=workdir)
+    m = json.loads((workdir / "metrics" / "reward_models.json").read_text())
+    assert set(m["principlebench"]["accuracy"]) == {"scalar", "bt", "genrm"}
+    assert 0.5 <= m["principlebench"]["majority_baseline"] <= 1
+    for name in ("scalar", "bt", "genrm"):
+        assert (workdir / "models" / "reward_models" / name / "model.safetensors").exists()
+    assert len(list((workdir / "models" / "rm_runs").glob("scalar-*"))) == 1
+    assert (workdir / "figures" / "reward_models_calibration.png").exists()
+
+
+@pytest.mark.slow
+def test_alignment_stage_executes(workdir):
+    """SFT, GRPO (scalar and BT rewards, two seeds each), fulfilment, MT-Bench and Arena-Hard on the
+    local benchmark files; a rerun reuses every finished run."""
+    from rlbff_lib.evaluation.benchmarks import benchmarks_dir
+
+    for name in ("data", "assets", "principles", "reward_models"):
+        if not (workdir / "outputs" / "notebooks" / f"{name}.ipynb").exists():
+            run_stage(name, workdir / "params.yaml", workdir=workdir)
+    run_stage("alignment", workdir / "params.yaml", workdir=workdir)
+    m = json.loads((workdir / "metrics" / "alignment.json").read_text())
+    ful = m["fulfilment"]
+    assert [s["seed"] for s in ful["seeds"]] == [0, 1] and set(ful["by_reward"]) == {"scalar", "bt"}
+    assert ful["gain"]["mean"] == pytest.approx(sum(s["gain"] for s in ful["seeds"]) / 2)
+    assert set(ful["before"]["rates"]) == set(m["train_properties"]) | set(m["held_out_properties"])
+    assert set(m["curves"]) == {"scalar s0", "scalar s1", "bt s0", "bt s1"}
+    assert all(p["step"] == 1 for c in m["curves"].values() for p in c)
+    runs = sorted(p.name.rsplit("-", 1)[0] for p in (workdir / "models" / "alignment_runs").iterdir())
+    assert runs == ["grpo-bt-s0", "grpo-bt-s1", "grpo-scalar-s0", "grpo-scalar-s1", "policy_sft"]
+    if benchmarks_dir() is not None:
+        assert m["policies"]["scalar"]["mt_bench"]["judge"] == "principle-RM (smoke, not GPT-4)"
+        assert 1 <= m["policies"]["sft"]["mt_bench"]["overall"] <= 10
+        assert 0 <= m["policies"]["bt"]["arena_hard"]["win_rate"] <= 100
+    for fig in ("curves", "fulfilment"):
+        assert (workdir / "figures" / f"alignment_{fig}.png").stat().st_size > 1000
+    stamps = {p: p.stat().st_mtime_ns for p in (workdir / "models" / "alignment_runs").glob("*/model/*.safetensors")}
+    run_stage("alignment", workdir / "params.yaml", workdir=workdir)  # finished runs are reused, not retrained
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+@pytest.mark.slow
+def test_no_secret_in_any_output(workdir):
+    """Runs last: every file the stages wrote (data, models, metrics, figures, notebooks) is scanned."""
+    scanned = 0
+    for path in workdir.rglob("*"):
+        if path.is_file():
+            scanned += 1
+            assert SECRET.encode() not in path.read_bytes(), f"secret leaked into {path}"
+    assert scanned > 10
