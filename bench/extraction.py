@@ -67,6 +67,12 @@ def serve_asyncio(latency: float) -> None:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                if head.startswith(b"GET "):  # the client's preflight: GET /v1/models
+                    body = json.dumps({"object": "list", "data": [{"id": "fake-model"}]}).encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                                 + str(len(body)).encode() + b"\r\n\r\n" + body)
+                    await writer.drain()
+                    continue
                 length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
                               if line.lower().startswith(b"content-length:"))
                 payload = json.loads(await reader.readexactly(length))

@@ -40,7 +40,7 @@ def rm_scoring(r: dict) -> list[str]:
         f"{r['truncated_inputs']} cut to `max_length` {r['max_length']}); batches of {r['batch_size']}.",
         f"- `rm_scoring.ratio_to_bare_forward` = bare-forward seconds / library seconds = "
         f"{verdict(r['ratio_to_bare_forward'], r['goal_ratio_to_bare_forward'])}. The library path "
-        f"(`rlbff_lib.reward_models.scoring.score` from raw text) ran at {t['library']['sequences_per_s']} sequences/s, "
+        f"(the scalar `rlbff_lib.reward_models.scorers.Scorer` from raw text) ran at {t['library']['sequences_per_s']} sequences/s, "
         f"{t['library']['tokens_per_s']:,} tokens/s; the bare forward on the same padded batches at "
         f"{t['bare']['sequences_per_s']} sequences/s, {t['bare']['tokens_per_s']:,} tokens/s. Of the library's time, "
         f"{100 * r['library_tokenize_share']:.1f}% is chat-template rendering and tokenization (with the left "
@@ -139,83 +139,93 @@ def repro(r: dict) -> list[str]:
 
 
 def gpu(r: dict | None) -> list[str]:
-    head = ["## `gpu`: bf16 training and rollout throughput on a GPU", ""]
+    head = ["## `gpu`: bf16 training, the project's trainers under ZeRO-3, and rollout throughput on one GPU", ""]
     if not r:
         return head + [
-            "**Not run.** The machine these results come from has no GPU (`torch.cuda.is_available()` is False; "
-            "torch is the CPU build), so `bench/gpu.py` printed that and measured nothing; no number of this "
-            "section exists yet. Its code paths were exercised on CPU with `--cpu-check` (a tiny model, numbers "
-            "meaningless, not saved). On an NVIDIA machine: `.venv/bin/python bench/gpu.py` (a CUDA build of "
-            "torch; vLLM optional), then `bench/report.py`.", ""]
+            "**Not run: no GPU was available in this session.** The device machine was not lent to this task, and "
+            "this machine has none (`torch.cuda.is_available()` is False; torch is the CPU build), so `bench/gpu.py` "
+            "has never run on a GPU and no number of this section exists yet. Every code path of it runs on CPU in "
+            "the tests (`bench/gpu.py --cpu-check`: tiny models, numbers meaningless, not saved). On an NVIDIA "
+            "machine (meant to take under 8 minutes on one H200): `.venv/bin/python bench/gpu.py` (a CUDA build of torch; TRL, "
+            "accelerate and DeepSpeed at the project's pins, from wheels if missing: see the script's docstring; "
+            "vLLM optional), then `.venv/bin/python bench/report.py`.", ""]
     lines = head + [f"Machine: {r.get('gpu_name')} ({r.get('gpu_memory_gib')} GiB), {machine_line(r['machine'])}.", "",
                     f"- bf16 matmul peak measured: **{r['matmul_peak_tflops']:.1f} TFLOP/s** (sizes: "
                     f"{r['per_size_tflops']}); datasheet {r['h200_spec_bf16_dense_tflops']} TFLOP/s.", "",
-                    "| model | params | train tokens/s | MFU | HFU | peak memory (GiB) | HF generate tokens/s | "
+                    "| model | params | bare training tokens/s | MFU | HFU | peak memory (GiB) | HF generate tokens/s | "
                     "vLLM tokens/s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in r["models"].items():
         t, hf, vl = m["train"], m["generate_hf"], m["generate_vllm"]
         lines.append(f"| {name} | {t['parameters'] / 1e9:.2f}B | {t['tokens_per_s']:,} | {t['mfu']:.3f} | "
                      f"{t['hfu']:.3f} | {t.get('peak_memory_gib', 'n/a')} | {hf['tokens_per_s']:,} | "
                      f"{vl.get('tokens_per_s', vl.get('skipped') or vl.get('error', 'n/a'))} |")
+    tr = r.get("trainers") or {}
+    if "skipped" in tr:
+        lines += ["", f"The project's trainers were not run: {tr['skipped']}."]
+    for key, label in (("scalar_rm", "scalar-RM trainer (TRL SFTTrainer)"), ("grpo", "GRPO trainer (TRL GRPOTrainer)")):
+        x = tr.get(key)
+        if not x:
+            continue
+        if "error" in x:
+            lines += ["", f"- {label}, {x['model']}: failed: `{x['error'][-300:]}`"]
+        elif key == "scalar_rm":
+            lines += ["", f"- {label}, {x['model']}, `{x['accelerate_config']}`, {x['seq_len']} tokens: "
+                          f"{x['seconds_per_step']} s/step, {x['tokens_per_s']:,} tokens/s, MFU {x['mfu']:.3f}, "
+                          f"peak {x['peak_memory_gib']} GiB"]
+        else:
+            lines += [f"- {label}, {x['model']}, `{x['accelerate_config']}`, {x['completions_per_step']} completions "
+                      f"of up to {x['max_completion_length']} tokens per step: {x['seconds_per_step']} s/step, "
+                      f"{x['generated_tokens_per_s']:,} generated tokens/s, peak {x['peak_memory_gib']} GiB"]
     return lines + [""]
 
 
 def budget(r: dict | None) -> list[str]:
-    if not r:
+    if not r or "by_gpu" not in r:
         return ["## `budget`", "", "Not computed yet: run `.venv/bin/python bench/budget.py`.", ""]
-    s, a, h = r["stages"], r["assumptions"], r["h200"]
+    a = r["assumptions"]
 
     def hours(x: float) -> str:
         return f"{x:,.1f}" if x >= 0.1 else f"{x:.2f}"
 
-    lines = [
-        "## `budget`: the paper-scale profile on paper (no GPU measurement behind it)",
-        "",
-        f"Command: `.venv/bin/python bench/budget.py`. Every hour below assumes an MFU of **{a['mfu']:.0%}** "
-        f"(an ASSUMPTION) of the H200's {h['bf16_dense_tflops_spec']:.0f} TFLOP/s bf16 dense datasheet peak, "
-        f"i.e. {a['mfu'] * h['bf16_dense_tflops_spec']:.0f} TFLOP/s per GPU; for scale, this workplace measured "
-        f"~{h['bf16_matmul_tflops_measured']:.0f} TFLOP/s achievable for a large bf16 matmul on an H200 (not "
-        "measured here). Model sizes are computed from the published configs: "
-        + "; ".join(f"{k} {v['params'] / 1e9:.1f}B" for k, v in r["models"].items()) + ".",
-        "",
-        "| stage | GPUs (min) | memory per GPU (GB, ZeRO-3) | tokens | hours |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    e = s["extraction"]
-    lines.append(f"| extraction (API, concurrency {a['api_concurrency']}) | 0 | — | {e['input_tokens'] / 1e6:.0f}M in, "
-                 f"{e['output_tokens'] / 1e6:.0f}M out ({e['requests']:,} requests) | {hours(e['api_hours'])} |")
-    lines.append(f"| extraction, self-hosted DeepSeek-V3 (alternative) | {e['self_hosted']['gpus']} | — | same | "
-                 f"{hours(e['self_hosted']['hours'])} |")
-    m = s["embedding"]
-    lines.append(f"| embedding (Qwen3-Embedding-8B) | 1 | {m['memory_gb']} (weights) | {m['tokens'] / 1e6:.1f}M | "
-                 f"{hours(m['hours'])} |")
-    for k, label in (("scalar_rm_70b", "scalar RM, Llama-3.3-70B, 1 epoch"), ("bt_70b", "BT RM, Llama-3.3-70B, 1 epoch")):
-        x = s[k]
-        mem = x["memory_per_gpu"]
-        lines.append(f"| {label} | {x['gpus']} ({x['min_gpus']}) | {mem['total_gb']} ({mem['states_gb']} states + "
-                     f"{mem['activations_gb']} activations at 4K) | {x['typical']['tokens'] / 1e6:.0f}M | "
-                     f"{hours(x['hours'])} (all at 4K: {hours(x['all_at_max_length']['hours'])}) |")
-    for k, label in (("genrm_grpo_32b", "GenRM GRPO, Qwen3-32B"), ("policy_grpo_32b", "policy GRPO, Qwen3-32B")):
-        x = s[k]
-        if "runs" in x:
-            label += f", {x['runs']} run{'s' if x['runs'] > 1 else ''} × {x['steps']} steps"
-        lines.append(f"| {label} | {x['gpus']} ({x['min_gpus']}) | {x['memory_per_gpu']['total_gb']} (at 8K) | "
-                     f"{x['train']['tokens'] / 1e6:.0f}M trained, {(x['rollout_tokens'] + x['judge_tokens']) / 1e6:.0f}M "
-                     f"generated | {hours(x['hours'])} (train {hours(x['train']['hours'])}, log-probs "
-                     f"{hours(x['logprob_hours'])}, decode {hours(x['decode_hours'])} at "
-                     f"{x['decode_roofline_per_gpu']['tokens_per_s']:,.0f} tokens/s/GPU) |")
-    lines += ["", f"Total: **{r['total_gpu_hours']:,.0f} H200 GPU-hours** (the API extraction uses none of ours).", "",
-              "Assumptions (none of these is in the paper or measured here):", ""]
+    lines = ["## `budget`: the full profile on paper (no GPU measurement behind it)", "",
+             f"Command: `.venv/bin/python bench/budget.py`. It reads the merged parameters (`profile: {r['profile']}`), "
+             "the accelerate and DeepSpeed configs they name and `configs/slurm/cluster.yaml`; memory per GPU in "
+             "GiB per phase (ZeRO-3 states at 16 bytes/parameter, gathered parameters, checkpointed activations, "
+             "logits, vLLM weights + KV cache at its `gpu_memory_utilization`, a runtime reserve), hours at the "
+             "ASSUMED MFU, bounded by ZeRO-3's communication (the implied MFU is shown). Model sizes from the "
+             "published configs: " + "; ".join(f"{k} {v['params'] / 1e9:.2f}B" for k, v in r["models"].items()) + ".",
+             ""]
+    for kind, rep in r["by_gpu"].items():
+        lines += [f"### {rep['gpu']} nodes ({rep['gpus_per_node']} x {rep['gpu_memory_gib']} GiB): "
+                  f"{'every stage fits' if rep['all_fit'] else 'not every stage fits as profiled'}, at most "
+                  f"{rep['nodes_needed']} nodes at once, {rep['gpu_hours']:,} GPU-hours", "",
+                  "| stage | part | GPUs (nodes) | peak GiB per GPU | fits | hours | notes |",
+                  "|---|---|---:|---:|---|---:|---|"]
+        for x in rep["rows"]:
+            notes = []
+            if x.get("vllm", {}).get("mode", "off") != "off":
+                v = x["vllm"]
+                notes.append(f"vLLM {v['mode']} TP {v['tensor_parallel_size']}, utilization "
+                             f"{v['gpu_memory_utilization']:g}{', sleep mode' if v.get('sleep_mode') else ''}")
+            if len(x.get("phases", {})) > 1:
+                notes.append("phases " + ", ".join(f"{k} {p['total_gib']:g}" for k, p in x["phases"].items()))
+            if "mfu_implied" in x:
+                notes.append(f"implied MFU {x['mfu_implied']:.2f}")
+            if x.get("note"):
+                notes.append(x["note"])
+            lines.append(f"| {x['stage']} | {x['part']} | {x['gpus']} ({x['nodes']}) | {x['memory']['total_gib']:g} | "
+                         f"{'yes' if x['fits'] else '**no**'} | {hours(x['hours'])} | {'; '.join(notes)} |")
+        if rep.get("alternatives"):
+            lines += ["", "Where the profile does not fit these nodes:", ""] + [f"- {t}" for t in rep["alternatives"]]
+        u = rep.get("colocate_max_utilization") or {}
+        if u:
+            lines += ["", "Largest colocated `vllm_gpu_memory_utilization` that fits: "
+                      + "; ".join(f"{k} {v}" for k, v in u.items()) + "."]
+        lines.append("")
+    lines += ["Assumptions (none of these is in the paper or measured here):", ""]
     lines += [f"- `{k}` = {v}" for k, v in a.items()]
-    lines += ["", "Paper facts used: " + "; ".join(f"{k} = {v:,}" if isinstance(v, int) else f"{k} = {v}"
-                                                  for k, v in r["data"].items()) + ".",
-              "Memory: 16 bytes/parameter of ZeRO-3 states (bf16 weights and gradients, fp32 master weights, two "
-              "fp32 Adam moments) over the GPUs, plus one sequence's checkpointed activations and logits; a GRPO run "
-              "colocating vLLM also holds the rollout engine's weights (~66 GB for 32B in bf16) and KV cache on "
-              "the same GPUs.",
-              "Decode rate: a roofline (weights + KV cache read once per step at "
-              f"{a['decode_bandwidth_efficiency']:.0%} of {h['hbm_tb_s']} TB/s, batch = what fits beside the weights).",
-              ""]
+    lines += ["", "Paper and benchmark facts used: " + "; ".join(
+        f"{k} = {v:,}" if isinstance(v, int) else f"{k} = {v}" for k, v in r["data"].items()) + ".", ""]
     if r.get("measured_mfu"):
         lines += [f"Measured MFU from `bench/gpu.py`: {r['measured_mfu']}.", ""]
     return lines

@@ -10,7 +10,7 @@ smoke reward model ``models/assets/base_reward`` when present, else a random Qwe
 Three measurements, interleaved within each repetition (so a burst of load on a shared machine
 hits all three alike), medians over ``--reps``:
 
-- ``library``: :func:`rlbff_lib.reward_models.scoring.score` from raw text: chat-template rendering, tokenization,
+- ``library``: the scalar :class:`rlbff_lib.reward_models.scorers.Scorer` from raw text: chat-template rendering, tokenization,
   left truncation, length-sorted batches, left padding, forward with ``logits_to_keep=1`` under
   ``torch.inference_mode``, logit(Yes) − logit(No), scores back in input order.
 - ``bare``: only the model forward (+ the Yes − No subtraction) on the SAME pre-built padded
@@ -78,7 +78,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=192, help="sequences scored per measurement")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--max-length", type=int, default=1024, help="tokens per input (the smoke RM's)")
+    ap.add_argument("--max-length", type=int, default=1024,
+                    help="the RM's window per input: prompt + answer token (the smoke RM's)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     ap.add_argument("--seed", type=int, default=0)
@@ -87,8 +88,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from rlbff_lib.reward_models.prompt import encode_rm_prompt
-    from rlbff_lib.reward_models.scoring import as_messages, left_pad, length_batches, score
+    from rlbff_lib.models.batching import left_pad, length_batches
+    from rlbff_lib.reward_models.prompt import as_messages, encode_rm_prompt
+    from rlbff_lib.reward_models.scorers import Scorer
     from rlbff_lib.models.tokenizer import answer_token_ids
 
     prompts, responses, source = load_pairs(args.n, args.seed)
@@ -98,7 +100,7 @@ def main() -> None:
     device = model.get_input_embeddings().weight.device
 
     def tokenize() -> list[list[int]]:
-        return [encode_rm_prompt(tok, as_messages(p), r, PRINCIPLE, args.max_length)[0]
+        return [encode_rm_prompt(tok, as_messages(p), r, PRINCIPLE, args.max_length - 1)[0]
                 for p, r in zip(prompts, responses)]
 
     seqs = tokenize()
@@ -119,9 +121,10 @@ def main() -> None:
                 out += (logits[:, yes] - logits[:, no]).float().cpu().tolist()
         return out
 
+    scorer = Scorer("scalar", model, tok, max_length=args.max_length, batch_size=args.batch_size)
+
     def library() -> list[float]:
-        return score(prompts, responses, PRINCIPLE, model, tok, batch_size=args.batch_size,
-                     max_length=args.max_length).scores
+        return scorer(prompts, responses, PRINCIPLE).scores
 
     # warm-up (allocator, kernels), and a check that both paths compute the same scores
     lib_scores, bare_scores = library(), bare(bucketed)
@@ -151,7 +154,7 @@ def main() -> None:
         "library_tokenize_share": round(med["tokenize"] / med["library"], 4),
         "sequences": len(seqs), "batch_size": args.batch_size, "max_length": args.max_length,
         "real_tokens": real, "mean_tokens": round(real / len(seqs), 1), "min_tokens": min(lengths),
-        "max_tokens": max(lengths), "truncated_inputs": sum(l >= args.max_length for l in lengths),
+        "max_tokens": max(lengths), "truncated_inputs": sum(l >= args.max_length - 1 for l in lengths),
         "padding_efficiency": {k: round(real / v, 4) for k, v in padded.items()},
         "throughput": {k: {"sequences_per_s": round(len(seqs) / med[k], 2), "tokens_per_s": round(real / med[k], 1)}
                        for k in ("library", "bare", "naive")},

@@ -7,10 +7,10 @@ principles, minus ``length_penalty`` × completion tokens. Reward backends
 (:class:`RewardConfig` ``backend``):
 
 - ``scalar``: the in-process scalar principle RM, logit(Yes) − logit(No)
-  (:func:`rlbff_lib.reward_models.scoring.score`);
+  (:func:`rlbff_lib.reward_models.scorers.load_scorer`, like every in-process RM here);
 - ``genrm``: the generative principle RM, log P(" Yes") − log P(" No") at its judgement
   (:func:`rlbff_lib.reward_models.genrm.genrm_score`);
-- ``judge``: a remote OpenAI-compatible server (:class:`ChatEndpoint`) asked the RLBFF Yes/No
+- ``judge``: a remote OpenAI-compatible server (:class:`rlbff_lib.core.http.ChatClient`) asked the RLBFF Yes/No
   question (any chat model) or sent the GenRM's chat (the paper's GenRM served by vLLM); the
   score is log P(Yes) − log P(No) from the ``top_logprobs`` of the answer token, or ±1 from the
   written answer;
@@ -30,7 +30,7 @@ with ``skip_special_tokens=True``, so a special ``</think>`` vanishes: the final
 ``completion_ids``), ``completion_ids``, every other dataset column (``remove_unused_columns=False``),
 ``trainer_state``, ``log_extra`` and ``log_metric``; ``None`` rewards are ignored. GRPOConfig's own
 defaults differ from TrainingArguments (bf16 on, gradient checkpointing on, LR 1e-6, ``beta`` 0,
-``loss_type`` "dapo"): every one is set explicitly here. There is no prompt truncation (prompts
+``loss_type`` "dapo"): every one is set explicitly (:mod:`rlbff_lib.training.trl_config`). No prompt truncation (prompts
 longer than ``max_prompt_length`` are dropped) and ``kl`` is logged only when ``beta`` > 0.
 
 Run (:func:`train_grpo`): TRL's ``GRPOTrainer`` (HF ``generate`` on CPU; vLLM ``server`` or
@@ -53,11 +53,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
@@ -65,9 +63,11 @@ from typing import Literal, Sequence
 from rlbff_lib.synthetic import world as W
 from rlbff_lib.training.launch import GRPOSettings, TrainJob, job_cli
 from rlbff_lib.alignment.policy import final_answer, split_thinking
+from rlbff_lib.core.http import ChatClient, EndpointConfig, RequestFailed
 from rlbff_lib.core.progress import log, quiet_mode
 
 BACKENDS = ("scalar", "genrm", "judge", "bt", "checker")
+PARAMS = "alignment.grpo.reward"  # where params.yaml sets RewardConfig (named in error messages)
 REWARD_LABELS = {
     "scalar": "principle RM (scalar, RLBFF)",
     "genrm": "principle GenRM (RLBFF)",
@@ -87,7 +87,9 @@ class RewardConfig:
 
     backend: ``scalar`` | ``genrm`` | ``judge`` | ``bt`` | ``checker`` (module docstring).
     model_path: the reward model folder (scalar, genrm, bt).
-    batch_size: sequences per scoring batch. max_length: RM input tokens (conversations cut from the left).
+    batch_size: sequences per scoring batch. max_length: the RM's window per input, counted as every
+        scorer counts it (:mod:`rlbff_lib.reward_models.scorers`: the prompt plus the scalar RM's answer
+        token / the GenRM's ``genrm_max_new_tokens``); conversations are cut from the left.
     length_penalty: subtracted per completion token (0: off); a guard against length hacking.
     device_map: ``None`` (one device) or ``"auto"`` (spread a large RM over the visible GPUs).
     genrm_max_new_tokens: reasoning tokens the GenRM may write per judgement.
@@ -101,7 +103,11 @@ class RewardConfig:
         served by vLLM/SGLang (:func:`judge_principle_score`).
     judge_top_logprobs: alternatives asked per token (OpenAI allows up to 20).
     judge_timeout_s, judge_max_retries, judge_concurrency: per request timeout, retries of
-        429/5xx/timeouts (exponential backoff, ``Retry-After`` honoured), requests in flight.
+        429/5xx/timeouts (exponential backoff, ``Retry-After`` honoured), requests in flight; a
+        401/403/404 stops the run, and so does a failed share of judge calls above 2%
+        (:class:`rlbff_lib.core.http.ChatClient`).
+    score_url: the ``scalar`` / ``bt`` backend's RM served once by :mod:`rlbff_lib.reward_models.serve`
+        (e.g. ``http://127.0.0.1:8002``) instead of loaded on every training rank (null: in process).
     """
 
     backend: Literal["scalar", "genrm", "judge", "bt", "checker"] = "scalar"
@@ -120,6 +126,7 @@ class RewardConfig:
     judge_timeout_s: float = 60.0
     judge_max_retries: int = 4
     judge_concurrency: int = 8
+    score_url: str | None = None
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -129,6 +136,11 @@ class RewardConfig:
         for name in ("batch_size", "max_length", "genrm_max_new_tokens", "judge_concurrency"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.backend == "genrm" and self.max_length - self.genrm_max_new_tokens < 16:
+            raise ValueError(f"max_length: {self.max_length} minus genrm_max_new_tokens {self.genrm_max_new_tokens} "
+                             "leaves under 16 prompt tokens for the GenRM")
+        if self.score_url is not None and not re.match(r"^https?://[^\s/]+", self.score_url):
+            raise ValueError(f"score_url: must start with http:// or https://, got {self.score_url!r}")
         if self.length_penalty < 0 or not math.isfinite(self.length_penalty):
             raise ValueError(f"length_penalty: must be a finite number >= 0, got {self.length_penalty}")
         if self.device_map not in (None, "auto"):
@@ -149,6 +161,19 @@ class RewardConfig:
                 raise ValueError(f"judge_base_url: must start with http:// or https://, got {self.judge_base_url!r}")
             if not self.judge_model.strip():
                 raise ValueError("judge_model: the judge backend needs the served model's name")
+
+    def endpoint(self) -> EndpointConfig:
+        """The ``judge`` backend's endpoint (:class:`rlbff_lib.core.http.EndpointConfig`)."""
+        return EndpointConfig(self.judge_base_url, self.judge_model, self.judge_api_key_env, self.judge_timeout_s,
+                              self.judge_max_retries, concurrency=self.judge_concurrency,
+                              service="reward judge endpoint", url_param=f"{PARAMS}.judge_base_url",
+                              model_param=f"{PARAMS}.judge_model", key_param=f"{PARAMS}.judge_api_key_env")
+
+    def preflight(self) -> None:
+        """``judge`` backend: fail in seconds, naming the parameter, when the endpoint is unreachable,
+        does not serve ``judge_model`` or (``judge_mode`` logprobs) returns no log-probabilities."""
+        if self.backend == "judge":
+            self.endpoint().check(need_logprobs=self.judge_mode == "logprobs", top_logprobs=self.judge_top_logprobs)
 
     @property
     def label(self) -> str:
@@ -231,14 +256,6 @@ class AlignmentConfig(GRPOSettings):
         """The principle strings of property ``prop`` (``principle_texts`` first, else the world's)."""
         return tuple(self.principle_texts.get(prop) or W.PROPERTIES[prop].phrasings)
 
-    def trl_kwargs(self, checkpoint_dir: str | Path) -> dict:
-        """Keyword arguments for ``trl.GRPOConfig`` (:meth:`rlbff_lib.training.launch.GRPOSettings.trl_kwargs`),
-        plus the chat template's options and the dataset handling the reward function relies on."""
-        kwargs = super().trl_kwargs(checkpoint_dir)
-        kwargs.update(chat_template_kwargs=dict(self.chat_template_kwargs) or None, log_completions=False,
-                      shuffle_dataset=True)
-        return kwargs
-
 
 # ------------------------------------------------------------------ training prompts
 
@@ -308,111 +325,6 @@ def validate_rows(rows: Sequence[dict], where: str = "rows") -> list[dict]:
 # ------------------------------------------------------------------ remote judge
 
 
-class RequestFailed(RuntimeError):
-    """A judge request that could not be answered (retries spent, or a non-retryable status)."""
-
-
-def api_key(env_name: str) -> str | None:
-    """The API key held by the environment variable ``env_name`` ("" → no key). Never logged."""
-    if not env_name:
-        return None
-    key = (os.environ.get(env_name) or "").strip()
-    if not key:
-        raise ValueError(f"judge_api_key_env: environment variable {env_name} is not set")
-    return key
-
-
-class ChatEndpoint:
-    """A synchronous OpenAI-compatible chat-completions client with retries (httpx).
-
-    429, 408, 5xx, timeouts and dropped connections are retried with exponential backoff
-    (``Retry-After`` honoured, capped at 60 s); other statuses fail at once. The API key
-    goes only into the Authorization header and is redacted from every error message.
-    """
-
-    def __init__(self, base_url: str, model: str, api_key_value: str | None = None, timeout_s: float = 60.0,
-                 max_retries: int = 4, backoff_s: float = 0.5, concurrency: int = 8):
-        import httpx
-
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.max_retries, self.backoff_s, self.concurrency = model, max_retries, backoff_s, concurrency
-        self._key = api_key_value
-        headers = {"Content-Type": "application/json"}
-        if api_key_value:
-            headers["Authorization"] = f"Bearer {api_key_value}"
-        self._httpx = httpx
-        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout_s),
-                                    limits=httpx.Limits(max_connections=concurrency))
-
-    def close(self) -> None:
-        self._client.close()
-
-    def redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
-
-    def complete(self, messages: list[dict], max_tokens: int = 1024, temperature: float = 0.0,
-                 top_logprobs: int | None = None) -> dict:
-        """One completion: ``{"content", "finish_reason", "tokens", "top_logprobs"}``.
-
-        With ``top_logprobs`` asked for and returned: ``tokens`` lists every generated token as
-        ``{"token", "logprob", "top": [{"token", "logprob"}, ...]}`` and ``top_logprobs`` is the
-        first token's ``top``; otherwise both are None.
-        """
-        from rlbff_lib.principles.extraction import retry_after_seconds
-
-        payload = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature}
-        if top_logprobs:
-            payload.update(logprobs=True, top_logprobs=top_logprobs)
-        reason = "no attempt"
-        for attempt in range(self.max_retries + 1):
-            delay = None
-            try:
-                resp = self._client.post(self.url, json=payload)
-            except self._httpx.TimeoutException as e:
-                reason = f"timeout ({type(e).__name__})"
-            except self._httpx.TransportError as e:
-                reason = f"connection error ({type(e).__name__}: {self.redact(str(e))[:200]})"
-            else:
-                if resp.status_code == 200:
-                    try:
-                        return self._parse(resp.json())
-                    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-                        reason = f"malformed response body ({self.redact(str(e))[:200]})"
-                else:
-                    reason = f"HTTP {resp.status_code}: {self.redact(resp.text)[:300]}"
-                    if resp.status_code not in (408, 429) and resp.status_code < 500:
-                        raise RequestFailed(reason)
-                    delay = retry_after_seconds(resp.headers.get("retry-after"), 60.0)
-            if attempt < self.max_retries:
-                time.sleep(delay if delay is not None else self.backoff_s * 2 ** attempt * (0.5 + random.random()))
-        raise RequestFailed(f"{reason} (after {self.max_retries + 1} attempts)")
-
-    @staticmethod
-    def _parse(body: dict) -> dict:
-        choice = body["choices"][0]
-        content = choice["message"].get("content")
-        if content is not None and not isinstance(content, str):
-            raise TypeError(f"message content is {type(content).__name__}, not a string")
-        lp = choice.get("logprobs") or {}
-        raw = lp.get("content") if isinstance(lp, dict) else None
-        tokens = None
-        if raw:
-            tokens = []
-            for t in raw:
-                top = [{"token": a["token"], "logprob": float(a["logprob"])} for a in t.get("top_logprobs") or []]
-                own = {"token": t["token"], "logprob": float(t["logprob"])}
-                tokens.append({**own, "top": top or [own]})  # no alternatives: the sampled token alone
-        return {"content": content, "finish_reason": choice.get("finish_reason"), "tokens": tokens,
-                "top_logprobs": tokens[0]["top"] if tokens else None}
-
-    def map(self, fn, items: Sequence) -> list:
-        """``fn(item)`` for every item, ``concurrency`` requests at a time, results in order."""
-        if self.concurrency == 1 or len(items) <= 1:
-            return [fn(x) for x in items]
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(fn, items))
-
-
 def _logsumexp(xs: Sequence[float]) -> float:
     m = max(xs)
     return m + math.log(sum(math.exp(x - m) for x in xs))
@@ -455,7 +367,7 @@ def judgement_token(tokens: Sequence[dict], marker: str = "Final Judgement:") ->
     return None
 
 
-def judge_principle_score(client: ChatEndpoint, context: Sequence[dict], response: str, principle: str,
+def judge_principle_score(client: ChatClient, context: Sequence[dict], response: str, principle: str,
                           mode: str = "logprobs", top_logprobs: int = 20, prompt: str = "rlbff",
                           max_new_tokens: int = 512) -> float | None:
     """Ask the endpoint whether ``response`` satisfies ``principle``; None if unusable.
@@ -519,9 +431,10 @@ class PrincipleReward:
     __name__ = "principle_reward"  # TRL names the reward metrics after it
 
     def __init__(self, cfg: RewardConfig, policy_tokenizer=None, model=None, tokenizer=None,
-                 client: ChatEndpoint | None = None):
+                 client: ChatClient | None = None):
         self.cfg, self.policy_tokenizer = cfg, policy_tokenizer
         self.model, self.tokenizer, self.client = model, tokenizer, client
+        self.scorer = None  # the in-process RM (scalar, genrm, bt) as a reward_models.scorers.Scorer
 
     # -- scorer loading
     def _load(self) -> None:
@@ -529,18 +442,32 @@ class PrincipleReward:
             return
         if self.cfg.backend == "judge":
             if self.client is None:
-                c = self.cfg
-                self.client = ChatEndpoint(c.judge_base_url, c.judge_model, api_key(c.judge_api_key_env),
-                                           c.judge_timeout_s, c.judge_max_retries, concurrency=c.judge_concurrency)
+                self.cfg.preflight()  # seconds: reachable, serving judge_model, logprobs when read
+                self.client = ChatClient(self.cfg.endpoint())
             return
-        if self.cfg.backend == "bt":
-            from rlbff_lib.reward_models.bradley_terry import load_bt_scorer
+        if self.cfg.score_url and self.cfg.backend in ("scalar", "bt"):  # served once, not loaded on every rank
+            if self.scorer is None:
+                from rlbff_lib.reward_models.serve import ServedScorer
 
-            self.model, self.tokenizer = load_bt_scorer(self.cfg.model_path)
-        else:
-            from rlbff_lib.reward_models.scoring import load_scorer
+                self.scorer = ServedScorer(self.cfg.score_url)
+            return
+        from rlbff_lib.reward_models.scorers import load_scorer
 
-            self.model, self.tokenizer = load_scorer(self.cfg.model_path, self.cfg.device_map)
+        c = self.cfg
+        self.scorer = load_scorer(c.backend, c.model_path, c.max_length, c.batch_size, c.genrm_max_new_tokens,
+                                  c.device_map)
+        self.model, self.tokenizer = self.scorer.model, self.scorer.tokenizer
+
+    def rm_scorer(self):
+        """The scalar / genrm / bt reward model as a :class:`~rlbff_lib.reward_models.scorers.Scorer`
+        (``max_length`` = its window per input, as every scorer counts it)."""
+        if self.scorer is None:
+            from rlbff_lib.reward_models.scorers import Scorer
+
+            c = self.cfg
+            self.scorer = Scorer(c.backend, self.model, self.tokenizer, c.max_length, c.batch_size,
+                                 c.genrm_max_new_tokens)
+        return self.scorer
 
     # -- the answer the reward judges
     def answers(self, completions: Sequence, completion_ids: Sequence[Sequence[int]] | None) -> list[str]:
@@ -562,24 +489,13 @@ class PrincipleReward:
             return [sum(W.check(p, a, info) for p in props) / len(props) if props else None
                     for a, props, info in zip(answers, properties, infos)]
         if self.cfg.backend == "bt":
-            from rlbff_lib.reward_models.bradley_terry import bt_score
-
-            return list(bt_score(conversations, answers, self.model, self.tokenizer, self.cfg.batch_size,
-                                 self.cfg.max_length).scores)
+            return list(self.rm_scorer()(conversations, answers).scores)
         flat = [(i, p) for i in range(n) for p in principles[i]]
         convs = [conversations[i] for i, _ in flat]
         resps = [answers[i] for i, _ in flat]
         prins = [p for _, p in flat]
-        if self.cfg.backend == "scalar":
-            from rlbff_lib.reward_models.scoring import score
-
-            scores = score(convs, resps, prins, self.model, self.tokenizer, self.cfg.batch_size,
-                           self.cfg.max_length).scores
-        elif self.cfg.backend == "genrm":
-            from rlbff_lib.reward_models.genrm import genrm_score
-
-            scores = genrm_score(convs, resps, prins, self.model, self.tokenizer, self.cfg.genrm_max_new_tokens,
-                                 self.cfg.batch_size, self.cfg.max_length).scores
+        if self.cfg.backend in ("scalar", "genrm"):
+            scores = self.rm_scorer()(convs, resps, prins).scores
         else:
             c = self.cfg
             scores = self.client.map(lambda k: judge_principle_score(
@@ -667,10 +583,11 @@ def build_trainer(cfg: AlignmentConfig, policy: str | Path, rows: Sequence[dict]
     """A ``GRPOTrainer`` for ``policy`` on ``rows`` (prompts over ``max_prompt_length`` dropped);
     returns (trainer, tokenizer, n_dropped). ``reward`` defaults to :class:`PrincipleReward` of ``cfg.reward``."""
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from rlbff_lib.alignment.policy import encode_prompt
     from rlbff_lib.models.tokenizer import load_tokenizer
+    from rlbff_lib.training.trl_config import trl_config
 
     tokenizer = load_tokenizer(policy)
     tokenizer.padding_side = "left"
@@ -679,10 +596,20 @@ def build_trainer(cfg: AlignmentConfig, policy: str | Path, rows: Sequence[dict]
     if not kept:
         raise ValueError(f"max_prompt_length: all {len(rows)} prompts are longer than {cfg.max_prompt_length} tokens")
     reward = reward if reward is not None else PrincipleReward(cfg.reward, policy_tokenizer=tokenizer)
-    args = GRPOConfig(**cfg.trl_kwargs(Path(output_dir) / "checkpoints"))
+    args = trl_config(cfg, Path(output_dir) / "checkpoints")
     trainer = GRPOTrainer(model=str(policy), reward_funcs=reward, args=args, train_dataset=Dataset.from_list(kept),
                           processing_class=tokenizer, callbacks=callbacks)
     return trainer, tokenizer, len(rows) - len(kept)
+
+
+def run_config(cfg: AlignmentConfig, policy: str | Path, rows: Sequence[dict] | None) -> dict:
+    """The config a GRPO run records in its ``training_log.json`` and a rerun must match to reuse it
+    (:func:`rlbff_lib.training.runs.finished_run`): ``cfg``, the policy and the hash of explicit ``rows``."""
+    from dataclasses import asdict
+
+    from rlbff_lib.core.io import stable_hash
+
+    return {**asdict(cfg), "policy": str(policy), "rows": None if rows is None else stable_hash(list(rows))}
 
 
 def train_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path, rows: Sequence[dict] | None = None,
@@ -694,27 +621,22 @@ def train_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path,
     ``output_dir/model`` atomically and ``output_dir/curves.json``. Call on every process.
     Record: ``curves``, ``reward`` (backend + label), ``train_properties``,
     ``held_out_properties``, ``n_rows``, ``n_dropped_too_long``, ``global_step``, ``resumed_from``,
-    ``skipped_checkpoints``, ``model_dir``, ``seconds``, ``config``. A run already finished with
-    the same config, policy and rows is returned as is (``reused``); one whose last checkpoint
+    ``skipped_checkpoints``, ``model_dir``, ``seconds``, ``config`` (:func:`run_config`). A run already
+    finished with the same config, policy and rows is returned as is (``reused``); one whose last checkpoint
     is already at ``max_steps`` is loaded from it and saved, not trained one step further.
     """
     from transformers.trainer_callback import PrinterCallback
 
     from rlbff_lib.core.io import write_json
     from rlbff_lib.training.launch import prepare_resume, quiet_libraries, save_final
-
-    from dataclasses import asdict
-
-    from rlbff_lib.alignment.policy import finished_run
+    from rlbff_lib.training.runs import finished_run
 
     start = time.time()
     output_dir = Path(output_dir)
-    from rlbff_lib.core.io import stable_hash
-
-    config = {**asdict(cfg), "policy": str(policy), "rows": None if rows is None else stable_hash(list(rows))}
+    config = run_config(cfg, policy, rows)
     done = finished_run(output_dir, config)
     if done is not None:
-        return done
+        return {**done, "reused": True}
     rows = validate_rows(rows, "rows") if rows is not None else principle_prompts(cfg)
     quiet_libraries()
     trainer, _, dropped = build_trainer(cfg, policy, rows, output_dir, reward, callbacks)
@@ -769,7 +691,9 @@ def run_job(job: TrainJob) -> dict:
 def launch_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path, rows: Sequence[dict] | None = None,
                 accelerate_config: str = "cpu.yaml", num_processes: int | None = None,
                 env: dict[str, str] | None = None, prefix: str = "") -> dict:
-    """Run :func:`train_grpo` as an ``accelerate launch`` subprocess; returns its training log.
+    """Run :func:`train_grpo` as an ``accelerate launch`` subprocess, unless the run in ``output_dir`` already
+    finished with this config, policy and rows (:func:`rlbff_lib.training.runs.launch_or_reuse`); returns its
+    training log.
 
     Writes ``output_dir/job.json`` (a :class:`~rlbff_lib.training.launch.TrainJob`) and, with ``rows``,
     ``output_dir/rows.jsonl``; accelerate_config: a file under ``configs/accelerate/`` (``cpu.yaml``,
@@ -779,8 +703,8 @@ def launch_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path
     """
     from dataclasses import asdict
 
-    from rlbff_lib.training import launch as launcher
     from rlbff_lib.core.io import write_jsonl
+    from rlbff_lib.training.runs import launch_or_reuse
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -789,9 +713,8 @@ def launch_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path
         train_file = str(output_dir / "rows.jsonl")
         write_jsonl(train_file, rows)
     job = TrainJob(model=str(policy), train_file=train_file, output_dir=str(output_dir), config=asdict(cfg))
-    path = job.write(output_dir / "job.json")
-    launcher.launch("rlbff_lib.alignment.grpo", path, accelerate_config, num_processes, env, prefix)
-    return json.loads((output_dir / "training_log.json").read_text(encoding="utf-8"))
+    return launch_or_reuse("rlbff_lib.alignment.grpo", job, run_config(cfg, policy, rows), accelerate_config,
+                           num_processes, env, prefix, name="grpo")
 
 
 def main(argv: list[str] | None = None) -> int:

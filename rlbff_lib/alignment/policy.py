@@ -25,10 +25,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 from rlbff_lib.synthetic import world as W
-from rlbff_lib.training.launch import TrainConfig, TrainJob, job_cli, run_trainer
+from rlbff_lib.training.launch import TrainJob, job_cli, run_trainer
 
 THINK_START, THINK_END = "<think>", "</think>"
 
@@ -54,10 +54,13 @@ class PolicySFTConfig:
     data_seed: seed of the prompt stream and of the property draws.
     learning_rate, per_device_train_batch_size, gradient_accumulation_steps, warmup_ratio,
     lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, save_steps, save_total_limit,
-    gradient_checkpointing, seed: as in :class:`rlbff_lib.training.launch.TrainConfig` (steps are
-        optimizer steps, batch sizes count sequences).
+    gradient_checkpointing, seed, report_to, trl_args: as in :class:`rlbff_lib.training.launch.TrainConfig`
+        (steps are optimizer steps, batch sizes count sequences; ``trl_args``: other ``trl.SFTConfig`` fields).
     max_length: longest prompt + response in tokens; longer examples are dropped (counted).
     """
+
+    trl_kind: ClassVar[str] = "sft"
+    trl_fixed: ClassVar[dict] = {"completion_only_loss": True}  # conversational prompt–completion rows
 
     name_or_path: str = "models/assets/base_policy"
     sft_steps: int = 150
@@ -81,6 +84,8 @@ class PolicySFTConfig:
     save_total_limit: int = 2
     gradient_checkpointing: bool = False
     seed: int = 0
+    report_to: Literal["none", "tensorboard", "wandb", "trackio"] = "none"
+    trl_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if not str(self.name_or_path).strip():
@@ -105,18 +110,14 @@ class PolicySFTConfig:
         if unknown:
             raise ValueError(f"fixed_properties: unknown property {unknown[0]!r} (known: {', '.join(W.PROPERTIES)})")
         if self.sft_steps:
-            self.train_config()  # checks the optimisation fields (raises ValueError naming the field)
+            from rlbff_lib.training.trl_config import check_fields
 
-    def train_config(self, checkpoint_steps: int | None = None) -> TrainConfig:
-        """The shared trainer settings (:class:`~rlbff_lib.training.launch.TrainConfig`) of this SFT run."""
-        return TrainConfig(
-            learning_rate=self.learning_rate, max_steps=max(1, self.sft_steps),
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps, max_length=self.max_length,
-            seed=self.seed, warmup_ratio=self.warmup_ratio, lr_scheduler_type=self.lr_scheduler_type,
-            weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm, logging_steps=self.logging_steps,
-            save_steps=checkpoint_steps or self.save_steps, save_total_limit=self.save_total_limit,
-            gradient_checkpointing=self.gradient_checkpointing)
+            check_fields(self)  # the optimisation fields (raises ValueError naming the field)
+
+    @property
+    def max_steps(self) -> int:
+        """Optimizer steps of the SFT run (``sft_steps``, at least 1): TRL's ``max_steps``."""
+        return max(1, self.sft_steps)
 
 
 # ------------------------------------------------------------------ SFT data
@@ -161,26 +162,6 @@ def _fits(tokenizer, row: dict, max_length: int) -> bool:
 # ------------------------------------------------------------------ SFT training
 
 
-def finished_run(output_dir: str | Path, config: dict) -> dict | None:
-    """The saved training log of a run in ``output_dir`` that completed with ``config``, else None.
-
-    Complete means: ``training_log.json`` (written after the final model) records the same
-    config (top level or under ``extra``) and ``model/`` holds safetensors weights. A rerun then
-    returns it instead of training again (resuming a finished Trainer run would train one more step).
-    """
-    import json
-
-    output_dir = Path(output_dir)
-    try:
-        record = json.loads((output_dir / "training_log.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    saved = record.get("config", (record.get("extra") or {}).get("config"))
-    if saved != json.loads(json.dumps(config)) or not list((output_dir / "model").glob("*.safetensors")):
-        return None
-    return {**record, "reused": True}
-
-
 def train_policy_sft(cfg: PolicySFTConfig, output_dir: str | Path, callbacks: list | None = None) -> dict:
     """Warm-start the policy; returns the training log (``model_dir`` = the policy to use next).
 
@@ -188,21 +169,25 @@ def train_policy_sft(cfg: PolicySFTConfig, output_dir: str | Path, callbacks: li
     Otherwise writes ``output_dir/model`` (safetensors + tokenizer, atomically),
     ``output_dir/checkpoints`` (resumed after an interruption) and ``output_dir/training_log.json``
     (loss in nats per completion token; ``extra.config`` = the config). A run already finished
-    with the same config is returned as is (``reused``). Call on every process of a distributed run.
+    with the same config (:func:`rlbff_lib.training.runs.finished_run`) is returned as is (``reused``).
+    Call on every process of a distributed run.
     """
     from dataclasses import asdict
+
+    from rlbff_lib.training.runs import finished_run
 
     if cfg.sft_steps == 0:
         return {"name": "policy_sft", "skipped": True, "model_dir": str(cfg.name_or_path), "train": [], "eval": [],
                 "extra": {"reason": "sft_steps = 0: the base model is the policy"}}
     done = finished_run(output_dir, asdict(cfg))
     if done is not None:
-        return done
+        return {**done, "reused": True}
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
-    from rlbff_lib.training.launch import quiet_libraries
     from rlbff_lib.models.tokenizer import load_tokenizer
+    from rlbff_lib.training.launch import quiet_libraries
+    from rlbff_lib.training.trl_config import trl_config
 
     quiet_libraries()
     output_dir = Path(output_dir)
@@ -212,8 +197,7 @@ def train_policy_sft(cfg: PolicySFTConfig, output_dir: str | Path, callbacks: li
     kept = [r for r in rows if _fits(tokenizer, r, cfg.max_length)]
     if not kept:
         raise ValueError(f"max_length: every one of {len(rows)} examples is longer than {cfg.max_length} tokens")
-    kwargs = cfg.train_config().trl_kwargs(output_dir / "checkpoints", has_eval=False)
-    args = SFTConfig(**kwargs, completion_only_loss=True)
+    args = trl_config(cfg, output_dir / "checkpoints")
     trainer = SFTTrainer(model=str(cfg.name_or_path), args=args, train_dataset=Dataset.from_list(kept),
                          processing_class=tokenizer, callbacks=callbacks)
     extra = {"n_examples": len(rows), "n_dropped_too_long": len(rows) - len(kept), "config": asdict(cfg)}
@@ -321,7 +305,7 @@ def generate(model, tokenizer, conversations: Sequence[Sequence[dict]], max_new_
     import torch
     from transformers import GenerationConfig
 
-    from rlbff_lib.reward_models.scoring import left_pad
+    from rlbff_lib.models.batching import left_pad
 
     if temperature == 0 and num_samples != 1:
         raise ValueError(f"num_samples: greedy decoding gives one sample per prompt, got {num_samples}")

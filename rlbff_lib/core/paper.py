@@ -50,7 +50,9 @@ PAPER: dict[str, Any] = {
     },
     "reward_models_scale": "Llama-3.3-70B scalar RM / BT (4K context), Qwen3-32B GenRM (8K); "
                            "RM-Bench 1,327 prompts, JudgeBench 350 pairs (GPT-4o split)",
-    # §6 alignment: Qwen3-32B policy, GRPO with the principle GenRM
+    # §6 alignment: Qwen3-32B policy, GRPO with the principle GenRM; the judges of its table
+    "alignment_judges": {"mt_bench": "GPT-4-Turbo", "arena_hard": "the official Arena-Hard v2 judge",
+                         "wildbench": "WildBench's official WB-Score/WB-Reward"},
     "alignment": [
         {"key": "rlbff", "label": "Qwen3-32B + RLBFF", "mt_bench": 9.50, "arena_hard": 55.6,
          "arena_ci": (-1.6, 1.4), "wildbench": 70.33, "cost": "1×"},

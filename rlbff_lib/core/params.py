@@ -9,14 +9,20 @@ impossible values raise :class:`ParamError` naming the key, e.g.
 ``params.yaml: data.world.mistake_rate: must be in [0, 1], got 1.5``.
 
 Stage configs are dataclasses that live beside the code they configure (TRL
-style); :data:`SECTIONS` maps each ``params.yaml`` section to its class.
+style); :data:`SECTIONS` maps each ``params.yaml`` section to its class, in the
+stage module ``rlbff_lib/stages/<section>.py``. A notebook's ``parameters`` cell
+names the section's top-level keys set to ``None`` ("take params.yaml"); papermill
+overrides are merged over the section by :func:`stage_config`, which rejects names
+the section does not have.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import importlib
+import os
 import types
 import typing
 from pathlib import Path
@@ -25,13 +31,16 @@ from typing import Any, Literal, Union
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PROFILES = ("smoke", "full")
+PROFILES = ("smoke", "full", "rehearsal")
+# profile -> the overlays merged over params.yaml, in order: the rehearsal is the full profile with the
+# documented substitutions of profiles/rehearsal.yaml (small local stand-ins; tests/test_rehearsal.py)
+PROFILE_OVERLAYS = {"smoke": (), "full": ("full",), "rehearsal": ("full", "rehearsal")}
 
 # section name -> "module:ClassName" (imported lazily so a section's heavy deps load only when used)
 SECTIONS: dict[str, str] = {
-    "data": "rlbff_lib.data.sources:DataConfig",
+    "data": "rlbff_lib.stages.data:DataConfig",
     "assets": "rlbff_lib.stages.assets:AssetsConfig",
-    "principles": "rlbff_lib.principles.pipeline:PrinciplesConfig",
+    "principles": "rlbff_lib.stages.principles:PrinciplesConfig",
     "reward_models": "rlbff_lib.stages.reward_models:RewardModelsConfig",
     "rm_eval": "rlbff_lib.stages.rm_eval:RMEvalConfig",
     "alignment": "rlbff_lib.stages.alignment:AlignmentStageConfig",
@@ -165,8 +174,8 @@ def read_raw(path: str | Path = REPO_ROOT / "params.yaml") -> dict:
     profile = raw.get("profile", "smoke")
     if profile not in PROFILES:
         raise ParamError(f"{path}: profile: must be one of {list(PROFILES)}, got {profile!r}")
-    if profile != "smoke":
-        overlay_path = path.parent / "profiles" / f"{profile}.yaml"
+    for name in PROFILE_OVERLAYS[profile]:
+        overlay_path = path.parent / "profiles" / f"{name}.yaml"
         try:
             overlay = yaml.safe_load(overlay_path.read_text()) or {}
         except FileNotFoundError:
@@ -194,15 +203,117 @@ def load_params(path: str | Path = REPO_ROOT / "params.yaml", sections: list[str
     return out
 
 
-def stage_config(name: str, namespace: dict) -> Any:
-    """Build the config of section ``name`` from a notebook's namespace.
+# names papermill may inject besides a section's keys: the harness's own, and papermill's --inject-* paths
+HARNESS_PARAMETERS = ("output_root", "PAPERMILL_INPUT_PATH", "PAPERMILL_OUTPUT_PATH")
 
-    The notebook's ``parameters`` cell defines one variable per top-level key of
-    the section (papermill overrides them); this picks exactly those names.
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The repository a stage reads from: ``$RLBFF_ROOT``, else the nearest folder at or above
+    ``start`` (default: the current folder) holding ``dvc.yaml`` and ``params.yaml``, else the
+    checkout this package was loaded from. A notebook opened from ``notebooks/`` finds its clone."""
+    if os.environ.get("RLBFF_ROOT"):
+        return Path(os.environ["RLBFF_ROOT"]).resolve()
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file() and (folder / "params.yaml").is_file():
+            return folder
+    return REPO_ROOT
+
+
+def params_file(root: str | Path | None = None) -> Path:
+    """The params file a stage reads: ``$RLBFF_PARAMS``, else ``<root>/params.yaml``."""
+    if os.environ.get("RLBFF_PARAMS"):
+        return Path(os.environ["RLBFF_PARAMS"]).resolve()
+    return Path(root or project_root()) / "params.yaml"
+
+
+def injected_names(namespace: dict) -> set[str] | None:
+    """Names assigned by papermill's injected-parameters cell, found in the kernel's input history
+    (papermill's cell opens with exactly ``# Parameters``); ``None`` outside IPython."""
+    history = namespace.get("In") or namespace.get("_ih")
+    if not isinstance(history, list):
+        return None
+    for source in reversed(history):
+        if isinstance(source, str) and source.startswith("# Parameters\n"):
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                return set()
+            return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                    if isinstance(t, ast.Name)}
+    return set()
+
+
+def _field_type(cls: type, name: str) -> Any:
+    tp = typing.get_type_hints(cls).get(name)
+    if typing.get_origin(tp) in (Union, types.UnionType):  # Optional[Config] -> Config
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = inner[0] if len(inner) == 1 else tp
+    return tp
+
+
+def merge_overrides(cls: type, base: dict, overrides: dict) -> dict:
+    """``overrides`` over ``base`` (a section's raw mapping): a nested config (dataclass field) is merged key
+    by key, anything else (numbers, lists, free-key mappings such as ``models``) is replaced whole."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        tp = _field_type(cls, key) if dataclasses.is_dataclass(cls) else None
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_overrides(tp, out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _parse_text(cls: type, key: str, value: Any, prefix: str) -> Any:
+    """A string given for a field that takes no string (``papermill -p world "{n_prompts: 500}"``) is
+    read as YAML; anything else is returned as is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        _coerce(value, typing.get_type_hints(cls)[key], f"{prefix}.{key}")
+        return value
+    except (ParamError, KeyError):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+
+
+def check_parameter_names(name: str, given: typing.Iterable[str]) -> None:
+    """Raise :class:`ParamError` naming every parameter that section ``name`` does not have."""
+    keys = [f.name for f in dataclasses.fields(section_class(name)) if f.init]
+    unknown = sorted(set(given) - set(keys) - set(HARNESS_PARAMETERS))
+    if unknown:
+        raise ParamError(f"{name}: unknown parameter{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))} (allowed: {', '.join(keys + ['output_root'])})")
+
+
+def stage_config(name: str, namespace: dict, params_path: str | Path | None = None) -> Any:
+    """Build the config of section ``name``: the params file's section with the notebook's overrides.
+
+    The notebook's ``parameters`` cell sets each top-level key of the section to ``None`` ("take
+    params.yaml"); papermill ``-p``/``-y`` replace some. Each key that is not ``None`` in ``namespace``
+    is merged over the section of ``params_path`` (default :func:`params_file`; nested configs key by
+    key, see :func:`merge_overrides`) and the result validated. A name papermill injected that the
+    section does not have raises :class:`ParamError` naming it.
     """
     cls = section_class(name)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    missing = [n for n in names if n not in namespace]
+    keys = [f.name for f in dataclasses.fields(cls) if f.init]
+    injected = injected_names(namespace)
+    if injected:
+        check_parameter_names(name, injected)
+    missing = [k for k in keys if k not in namespace]
     if missing:
         raise ParamError(f"{name}.{missing[0]}: not defined in the notebook's parameters cell")
-    return build(cls, {n: namespace[n] for n in names}, name)
+    overrides = {k: _parse_text(cls, k, namespace[k], name) for k in keys if namespace[k] is not None}
+    path = Path(params_path) if params_path else params_file()
+    base = read_raw(path).get(name) or {}
+    try:
+        build(cls, base, name)
+    except ParamError as e:
+        raise ParamError(f"{path.name}: {e}") from None
+    try:
+        return build(cls, merge_overrides(cls, base, overrides), name)
+    except ParamError as e:
+        raise ParamError(f"parameters: {e}") from None

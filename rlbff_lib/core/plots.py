@@ -1,7 +1,9 @@
-"""Figures: one function per figure, each returning a matplotlib Figure; :func:`save` writes it.
+"""Figures: one function per figure, each returning a matplotlib Figure; :func:`show` writes and shows it.
 
 Figures are written atomically (temporary file, then rename) as PNG, and also as
 SVG when asked, so a crash never leaves a half-drawn figure that DVC would trust.
+In a notebook, :func:`show` also displays the saved PNG, embedded, so the executed
+notebook shows it wherever it is opened (and the Markdown export links the file).
 """
 
 from __future__ import annotations
@@ -33,6 +35,32 @@ def save(fig, path: str | Path, svg: bool = False, dpi: int = 120) -> None:
             Path(tmp).unlink(missing_ok=True)
             raise
     plt.close(fig)
+
+
+def show(fig, path: str | Path, caption: str | None = None, svg: bool = False, dpi: int = 120) -> None:
+    """:func:`save` ``fig`` to ``path``, then :func:`show_file` it."""
+    save(fig, path, svg=svg, dpi=dpi)
+    show_file(path, caption)
+
+
+def show_file(path: str | Path, caption: str | None = None) -> None:
+    """Display a saved PNG in the running notebook (nothing outside IPython), embedded, with output
+    metadata ``{"rlbff": {"figure": path, "caption": caption}}`` (``path`` relative to the current folder,
+    the repository root in a stage) from which the Markdown export writes a link instead."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    from IPython.display import Image, display
+
+    path = Path(path)
+    try:
+        rel = str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        rel = str(path.resolve())
+    display(Image(filename=str(path)), metadata={"rlbff": {"figure": rel, "caption": caption or path.stem}})
 
 
 def property_prevalence(summary: dict):

@@ -1,6 +1,6 @@
 """Data sources behind one interface: HelpSteer3-Feedback records, validated.
 
-Sources (``DataConfig.source``):
+Sources (the ``data`` stage's ``source``, see :class:`rlbff_lib.stages.data.DataConfig`):
 
 - ``synthetic``: the synthetic feedback world (:mod:`rlbff_lib.synthetic.world`), whose ground
   truth is known; the smoke default.
@@ -22,10 +22,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from rlbff_lib.core.io import DataError, iter_jsonl, stable_hash
-from rlbff_lib.synthetic.world import WorldConfig
 
 DOMAINS = ("general", "stem", "code", "multilingual")
 ROLES = ("system", "user", "assistant")
@@ -53,22 +51,6 @@ class HelpSteer3Config:
             raise ValueError(f"limit: must be >= 1 or null, got {self.limit}")
         if not self.splits:
             raise ValueError("splits: must name at least one split")
-
-
-@dataclass
-class DataConfig:
-    """The ``data`` stage: which source, and its settings."""
-
-    source: Literal["synthetic", "helpsteer3", "helpsteer3-principle"] = "synthetic"
-    world: WorldConfig = field(default_factory=WorldConfig)
-    helpsteer3: HelpSteer3Config = field(default_factory=HelpSteer3Config)
-
-    def __post_init__(self):
-        if self.source != "synthetic" and self.helpsteer3.path is not None and not Path(self.helpsteer3.path).exists():
-            raise ValueError(f"helpsteer3.path: {self.helpsteer3.path} does not exist")
-        pref = self.helpsteer3.preference_path
-        if self.source != "synthetic" and pref is not None and not Path(pref).exists():
-            raise ValueError(f"helpsteer3.preference_path: {pref} does not exist")
 
 
 # ---------------------------------------------------------------- validation
@@ -257,8 +239,49 @@ def load_hub_principles(cfg: HelpSteer3Config) -> list[dict]:
     return out
 
 
-def load_source(cfg: DataConfig) -> dict:
-    """Load the configured source.
+# The two configs the project reads, with their fields in the hub's order (nvidia/HelpSteer3 card), and
+# the hub repository's layout: <config>/<split>.jsonl.gz, declared in the README's `configs:` metadata.
+HUB_CONFIGS = {
+    "feedback": ("domain", "language", "context", "response1", "response2", "feedback1", "feedback2"),
+    "preference": ("domain", "language", "context", "response1", "response2", "overall_preference",
+                   "individual_preference"),
+}
+
+
+def write_hub_dataset(records: list[dict], folder: str | Path, splits: tuple[str, ...] = ("train", "validation")) -> dict:
+    """Write feedback records as a local copy of the ``nvidia/HelpSteer3`` hub repository: the
+    ``feedback`` and ``preference`` configs (fields of :data:`HUB_CONFIGS` only), one gzipped JSON
+    Lines file per split (each record's ``split``, else train), and a README whose ``configs:``
+    metadata declares them, so ``datasets.load_dataset(folder, "feedback", split="train")`` (the
+    call :func:`load_hub_feedback` makes with ``hub_name``) reads it exactly as it reads the hub.
+    Returns records per (config, split)."""
+    import gzip
+
+    from rlbff_lib.core.io import atomic_write_text
+
+    folder = Path(folder)
+    counts, meta = {}, ["---", "configs:"]
+    for config, fields in HUB_CONFIGS.items():
+        meta += [f"- config_name: {config}"] + (["  default: true"] if config == "preference" else []) + ["  data_files:"]
+        for split in splits:
+            rows = [{k: r.get(k) for k in fields} for r in records if r.get("split", "train") == split]
+            if config == "feedback":
+                rows = [{**r, "feedback1": r["feedback1"] or [], "feedback2": r["feedback2"] or []} for r in rows]
+            path = folder / config / f"{split}.jsonl.gz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            with gzip.open(tmp, "wt", encoding="utf-8") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            tmp.replace(path)
+            meta += [f"  - split: {split}", f"    path: {config}/{split}.jsonl.gz"]
+            counts[f"{config}/{split}"] = len(rows)
+    meta += ["---", "", "A local copy of nvidia/HelpSteer3 in the hub's schema (written by rlbff_lib.data.sources).", ""]
+    atomic_write_text(folder / "README.md", "\n".join(meta))
+    return counts
+
+
+def load_source(cfg) -> dict:
+    """Load the configured source; ``cfg`` has ``source``, ``world`` and ``helpsteer3`` (the data stage's config).
 
     Returns ``{"feedback": [records], "principle": [records], "truth": [rows]}``;
     ``truth`` (per response, property -> bool) only for the synthetic world.
@@ -279,45 +302,3 @@ def load_source(cfg: DataConfig) -> dict:
         return {"feedback": records, "principle": [], "truth": []}
     principles = load_hub_principles(hs) if hs.path is None else read_principle_files(hs.path, hs.limit)
     return {"feedback": [], "principle": principles, "truth": []}
-
-
-def summarize(source: dict) -> dict:
-    """Counts for ``metrics/data.json``: records per domain, properties, label balance."""
-    from collections import Counter
-
-    fb = source["feedback"]
-    out: dict = {
-        "records": len(fb),
-        "records_per_domain": dict(sorted(Counter(r["domain"] for r in fb).items())),
-        "feedback_texts": sum(len(r.get("feedback1", [])) + len(r.get("feedback2", [])) for r in fb),
-        "principle_records": len(source["principle"]),
-    }
-    prefs = [r["overall_preference"] for r in fb if r.get("overall_preference") is not None]
-    if prefs:
-        out["preference"] = {
-            "labelled": len(prefs),
-            "response1_better": sum(p < 0 for p in prefs) / len(prefs),
-            "tie": sum(p == 0 for p in prefs) / len(prefs),
-            "response2_better": sum(p > 0 for p in prefs) / len(prefs),
-            "histogram": {str(k): v for k, v in sorted(Counter(prefs).items())},
-        }
-    if source["principle"]:
-        ful = Counter(r["fulfilment"] for r in source["principle"])
-        out["principle_yes_share"] = ful["Yes"] / len(source["principle"])
-    if source["truth"]:
-        props: dict[str, dict] = {}
-        for t in source["truth"]:
-            for name, value in t["properties"].items():
-                p = props.setdefault(name, {"responses": 0, "yes": 0, "domains": Counter()})
-                p["responses"] += 1
-                p["yes"] += bool(value)
-                p["domains"][t["domain"]] += 1
-        out["properties"] = {
-            name: {"responses": p["responses"], "yes_share": p["yes"] / p["responses"],
-                   "domains": dict(sorted(p["domains"].items()))}
-            for name, p in sorted(props.items())
-        }
-        yes = sum(p["yes"] for p in props.values())
-        total = sum(p["responses"] for p in props.values())
-        out["property_label_balance"] = {"yes_share": yes / total, "labels": total}
-    return out

@@ -6,9 +6,10 @@ Local copies live in one folder (``benchmarks_dir``), laid out as in
     rm-bench/{chat,code,safety-refuse,safety-response}_filtered.json
     judgebench/dataset=judgebench,response_model=<model>.jsonl   (+ outputs/)
     mt-bench/{question,reference_answer_gpt-4,judge_prompts}.jsonl
-    arena-hard-v2/{question,o3-mini-2025-01-31}.jsonl
+    arena-hard-v2/question.jsonl + <baseline model>.jsonl (o3-mini-2025-01-31, gemini-2.0-flash-001)
+    wildbench/test.jsonl + model_outputs/<reference model>.jsonl   (optional: hub schema)
 
-When a file is not there, RM-Bench, JudgeBench and RewardBench fall back to the
+When a file is not there, RM-Bench, JudgeBench, RewardBench and WildBench fall back to the
 Hugging Face hub (``datasets.load_dataset``); the hub code is kept apart in the
 ``load_*_hub`` functions. A hub failure raises :class:`HubUnavailable`; RM-Bench
 catches it and reports the domains it could not get (``RMBenchData.missing``) so
@@ -50,7 +51,24 @@ REWARDBENCH_HUB = "allenai/reward-bench"
 REWARDBENCH_SPLIT = "filtered"
 
 MTBENCH_NEED_REF_CATEGORIES = ("math", "reasoning", "coding")  # FastChat's NEED_REF_CATS
-ARENA_BASELINE_FILE = "o3-mini-2025-01-31.jsonl"
+# Arena-Hard v2 category -> its official baseline (lmarena/arena-hard-auto @ 196f6b8 utils/judge_utils.py
+# JUDGE_SETTINGS); the answers are read from ``arena-hard-v2/<model>.jsonl``.
+ARENA_BASELINES = {"hard_prompt": "o3-mini-2025-01-31", "creative_writing": "gemini-2.0-flash-001"}
+ARENA_HUB = "lmarena-ai/arena-hard-auto (data/arena-hard-v2.0/model_answer/)"
+
+# WildBench v2 (allenai/WildBench @ d6b8dca src/eval.py): tasks from the hub config v2 (split test),
+# the reference models' outputs from WildBench-V2-Model-Outputs (config = model name, split train).
+WILDBENCH_HUB, WILDBENCH_CONFIG, WILDBENCH_SPLIT = "allenai/WildBench", "v2", "test"
+WILDBENCH_OUTPUTS_HUB, WILDBENCH_OUTPUTS_SPLIT = "allenai/WildBench-V2-Model-Outputs", "train"
+WILDBENCH_REFERENCES = ("gpt-4-turbo-2024-04-09", "claude-3-haiku-20240307", "Llama-2-70b-chat-hf")
+# a task's tags -> the five merged task groups (leaderboard/data_dir/_create_tables.py task_group_new)
+WILDBENCH_TASK_GROUPS = {
+    "Information seeking": "Information/Advice seeking", "Creative Writing": "Creative Tasks",
+    "Coding & Debugging": "Coding & Debugging", "Reasoning": "Planning & Reasoning", "Editing": "Creative Tasks",
+    "Math": "Math & Data Analysis", "Planning": "Planning & Reasoning", "Brainstorming": "Creative Tasks",
+    "Role playing": "Creative Tasks", "Advice seeking": "Information/Advice seeking",
+    "Data Analysis": "Math & Data Analysis", "Others": "Creative Tasks",
+}
 
 
 class HubUnavailable(RuntimeError):
@@ -215,15 +233,17 @@ def subsample(records: Sequence[dict], limit: int | None, seed: int = 0) -> list
     return [records[i] for i in keep]
 
 
-def _hub_rows(repo_id: str, split: str) -> list[dict]:
-    """All rows of one hub split as plain dicts; any failure becomes :class:`HubUnavailable`."""
+def _hub_rows(repo_id: str, split: str, name: str | None = None) -> list[dict]:
+    """All rows of one hub split (of config ``name``) as plain dicts; any failure becomes :class:`HubUnavailable`."""
     try:
         from datasets import load_dataset
 
-        dataset = load_dataset(repo_id, split=split)
+        dataset = load_dataset(repo_id, name, split=split) if name else load_dataset(repo_id, split=split)
         return [dict(row) for row in dataset]
     except Exception as e:  # network, auth, renamed split: all mean "not available here"
-        raise HubUnavailable(f"could not load {repo_id} (split {split!r}) from the hub: {type(e).__name__}: {e}") from e
+        config = f", config {name!r}" if name else ""
+        raise HubUnavailable(f"could not load {repo_id} (split {split!r}{config}) from the hub: "
+                             f"{type(e).__name__}: {e}") from e
 
 
 def _hub_where(repo_id: str, split: str, index: int) -> Where:
@@ -590,16 +610,26 @@ def load_mtbench(root: str | os.PathLike | None = None) -> MTBench:
 
 @dataclass
 class ArenaHard:
-    """Arena-Hard v2: ``questions`` (750: ``uid, category, subcategory, prompt``) and the
-    official baseline's answers by uid (``{uid, model, answer}``)."""
+    """Arena-Hard v2: ``questions`` of the categories that can be scored (``uid, category,
+    subcategory, prompt``), each category's official baseline model (``baselines``), their
+    answers (``answers[model][uid] = {uid, model, answer}``) and the categories left out with the
+    reason (``skipped``: their baseline's answers are not in the folder)."""
 
     questions: list[dict]
-    baseline: dict[str, dict]
-    baseline_model: str
+    baselines: dict[str, str]
+    answers: dict[str, dict[str, dict]]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def baseline_answer(self, question: dict) -> str:
+        """The baseline's answer to ``question`` (the baseline of its category)."""
+        return self.answers[self.baselines[question["category"]]][question["uid"]]["answer"]
 
 
 def _validate_arena_question(rec: dict, where: Where) -> dict:
-    return {name: req_str(rec, name, where) for name in ("uid", "category", "subcategory", "prompt")}
+    row = {name: req_str(rec, name, where) for name in ("uid", "category", "subcategory", "prompt")}
+    if row["category"] not in ARENA_BASELINES:
+        raise where.error(f"unknown category {row['category']!r}; expected one of {list(ARENA_BASELINES)}", "category")
+    return row
 
 
 def _validate_arena_answer(rec: dict, where: Where) -> dict:
@@ -616,33 +646,174 @@ def _validate_arena_answer(rec: dict, where: Where) -> dict:
     return {"uid": req_str(rec, "uid", where), "model": req_str(rec, "model", where), "answer": answer}
 
 
-def load_arena_hard(root: str | os.PathLike | None = None, baseline_file: str = ARENA_BASELINE_FILE) -> ArenaHard:
-    """Arena-Hard v2 from ``<root>/arena-hard-v2/``: questions plus baseline answers.
+def _load_arena_answers(path: Path, model: str, questions: dict[str, dict], category: str) -> dict[str, dict]:
+    """A baseline's answer file: one model's answers to known questions, covering ``category``."""
+    answers, seen = {}, {}
+    for rec, where in read_records(path):
+        row = _validate_arena_answer(rec, where)
+        _check_unique(row["uid"], seen, where, "uid")
+        if row["uid"] not in questions:
+            raise where.error(f"no question with uid {row['uid']!r}", "uid")
+        if row["model"] != model:
+            raise where.error(f"expected answers of {model!r} (the file name), got {row['model']!r}", "model")
+        answers[row["uid"]] = row
+    unanswered = sorted(u for u, q in questions.items() if q["category"] == category and u not in answers)
+    if unanswered:
+        raise DataError(path, f"{len(unanswered)} {category} questions have no baseline answer, e.g. "
+                              f"{unanswered[:3]}", field="uid")
+    return answers
 
-    Checks unique uids and that the baseline answers exactly the question set.
+
+def load_arena_hard(root: str | os.PathLike | None = None,
+                    baselines: dict[str, str] | None = None) -> ArenaHard:
+    """Arena-Hard v2 from ``<root>/arena-hard-v2/``: questions plus each category's baseline answers.
+
+    baselines: category -> baseline model, answers read from ``<model>.jsonl`` (default
+    :data:`ARENA_BASELINES`, the official ``JUDGE_SETTINGS``). A category whose baseline file is
+    absent is left out and listed in ``skipped`` with the reason; a file that is there must answer
+    every question of its category (checked, as are unique uids). No category left: an error.
     """
+    baselines = dict(ARENA_BASELINES if baselines is None else baselines)
     folder = _local_folder(root, "arena-hard-v2")
-    questions, seen = [], {}
+    questions, seen = {}, {}
     for rec, where in read_records(folder / "question.jsonl"):
         row = _validate_arena_question(rec, where)
         _check_unique(row["uid"], seen, where, "uid")
-        questions.append(row)
-    uids = {q["uid"] for q in questions}
-    base_path = folder / baseline_file
-    baseline, seen = {}, {}
-    for rec, where in read_records(base_path):
-        row = _validate_arena_answer(rec, where)
-        _check_unique(row["uid"], seen, where, "uid")
-        if row["uid"] not in uids:
-            raise where.error(f"no question with uid {row['uid']!r}", "uid")
-        baseline[row["uid"]] = row
-    unanswered = sorted(uids - set(baseline))
-    if unanswered:
-        raise DataError(base_path, f"{len(unanswered)} questions have no baseline answer, e.g. {unanswered[:3]}", field="uid")
-    models = sorted({row["model"] for row in baseline.values()})
-    if len(models) != 1:
-        raise DataError(base_path, f"expected answers from one model, got {models}", field="model")
-    return ArenaHard(questions=questions, baseline=baseline, baseline_model=models[0])
+        questions[row["uid"]] = row
+    answers: dict[str, dict[str, dict]] = {}
+    skipped: dict[str, str] = {}
+    for category in dict.fromkeys(q["category"] for q in questions.values()):
+        model = baselines[category]
+        path = folder / f"{model}.jsonl"
+        if not path.exists():
+            skipped[category] = (f"not scored: the official baseline {model}'s answers ({path.name}) are not in "
+                                 f"{folder} (they are on the hub: {ARENA_HUB})")
+        elif model not in answers:
+            answers[model] = _load_arena_answers(path, model, questions, category)
+        else:
+            _load_arena_answers(path, model, questions, category)  # the coverage check for this category
+    kept = [q for q in questions.values() if q["category"] not in skipped]
+    if not kept:
+        raise DataError(folder, f"no baseline answers for any category: {skipped}")
+    return ArenaHard(questions=kept, baselines={c: m for c, m in baselines.items() if c not in skipped},
+                     answers=answers, skipped=skipped)
+
+
+# ------------------------------------------------------------------ WildBench v2
+
+@dataclass
+class WildBench:
+    """WildBench v2: ``tasks`` (``{session_id, index, conversation, checklist, primary_tag,
+    secondary_tags, groups}``; ``index`` is the task's place in the full set), the reference
+    models' outputs (``references[model][session_id] = text``), the references that could not be
+    loaded with the reason (``missing``) and where the tasks came from (``source``)."""
+
+    tasks: list[dict]
+    references: dict[str, dict[str, str]]
+    missing: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+
+def validate_wildbench_task(rec: dict, where: Where, index: int) -> dict:
+    """One task of the hub's v2 config -> the fields the official evaluation reads."""
+    conversation = _get(rec, "conversation_input", where)
+    if not isinstance(conversation, list) or not conversation:
+        raise where.error("must be a non-empty list of chat turns", "conversation_input")
+    turns = []
+    for k, turn in enumerate(conversation):
+        name = f"conversation_input[{k}]"
+        if not isinstance(turn, dict):
+            raise where.error("must be an object", name)
+        role, content = req_str(turn, "role", where), req_str(turn, "content", where, allow_empty=True)
+        if role not in ("user", "assistant"):
+            raise where.error(f"role must be 'user' or 'assistant', got {role!r}", f"{name}.role")
+        turns.append({"role": role, "content": content})
+    if turns[-1]["role"] != "user":
+        raise where.error("the last turn must be the user's query", "conversation_input")
+    tags = [req_str(rec, "primary_tag", where)] + req_str_list(rec, "secondary_tags", where)
+    unknown = [t for t in tags if t not in WILDBENCH_TASK_GROUPS]
+    if unknown:
+        raise where.error(f"unknown task tags {unknown}; expected some of {list(WILDBENCH_TASK_GROUPS)}",
+                          "primary_tag" if tags[0] in unknown else "secondary_tags")
+    return {"session_id": req_str(rec, "session_id", where), "index": index, "conversation": turns,
+            "checklist": req_str_list(rec, "checklist", where), "primary_tag": tags[0], "secondary_tags": tags[1:],
+            "groups": sorted({WILDBENCH_TASK_GROUPS[t] for t in tags})}
+
+
+def validate_wildbench_output(rec: dict, where: Where) -> tuple[str, str]:
+    """A model-outputs row -> (session_id, output); ``output`` is a string or a list whose first
+    item is used (``src/eval.py``)."""
+    output = _get(rec, "output", where)
+    if isinstance(output, list):
+        if not output or not isinstance(output[0], str):
+            raise where.error("must be a string or a non-empty list of strings", "output")
+        output = output[0]
+    elif not isinstance(output, str):
+        raise where.error(f"must be a string or a list of strings, got {type(output).__name__}", "output")
+    return req_str(rec, "session_id", where), output
+
+
+def _wildbench_file(folder: Path, stem: str) -> Path | None:
+    return next((folder / f"{stem}{ext}" for ext in (".jsonl", ".json") if (folder / f"{stem}{ext}").exists()), None)
+
+
+def _wildbench_outputs(items: Iterable[tuple[dict, Where]], tasks: Sequence[dict], what: str) -> dict[str, str]:
+    outputs, seen = {}, {}
+    for rec, where in items:
+        sid, text = validate_wildbench_output(rec, where)
+        _check_unique(sid, seen, where, "session_id")
+        outputs[sid] = text
+    lacking = [t["session_id"] for t in tasks if t["session_id"] not in outputs]
+    if lacking:
+        raise DataError(what, f"no output for {len(lacking)} tasks, e.g. {lacking[:3]}", field="session_id")
+    return outputs
+
+
+def load_wildbench(root: str | os.PathLike | None = None, references: Sequence[str] = WILDBENCH_REFERENCES,
+                   use_hub: bool = True) -> WildBench:
+    """WildBench v2 tasks and the reference models' outputs.
+
+    Local copies first: ``<root>/wildbench/test.jsonl`` (or ``.json``; the rows of the hub's
+    ``allenai/WildBench`` config v2, split test, unchanged) and
+    ``<root>/wildbench/model_outputs/<model>.jsonl`` (rows of ``allenai/WildBench-V2-Model-Outputs``,
+    config ``<model>``); then the hub when ``use_hub``. No tasks: :class:`HubUnavailable` (the
+    caller says WildBench is not available). A reference that neither gives is listed in
+    ``missing``; one that is given must answer every task. Session ids must be unique.
+    """
+    root = benchmarks_dir(root)
+    folder = (root / "wildbench") if root is not None else None
+    path = _wildbench_file(folder, "test") if folder is not None and folder.is_dir() else None
+    if path is not None:
+        items, source = read_records(path), str(path)
+    elif use_hub:
+        rows = _hub_rows(WILDBENCH_HUB, WILDBENCH_SPLIT, WILDBENCH_CONFIG)
+        items = [(rec, _hub_where(WILDBENCH_HUB, WILDBENCH_SPLIT, i)) for i, rec in enumerate(rows)]
+        source = f"hf://datasets/{WILDBENCH_HUB} (config {WILDBENCH_CONFIG})"
+    else:
+        raise HubUnavailable(f"no local WildBench tasks ({folder or 'no benchmarks folder'}/test.jsonl) "
+                             "and the hub is disabled")
+    tasks, seen = [], {}
+    for index, (rec, where) in enumerate(items):
+        row = validate_wildbench_task(rec, where, index)
+        _check_unique(row["session_id"], seen, where, "session_id")
+        tasks.append(row)
+    data = WildBench(tasks=tasks, references={}, source=source)
+    for model in references:
+        local = _wildbench_file(folder / "model_outputs", model) if folder is not None else None
+        if local is not None:
+            data.references[model] = _wildbench_outputs(read_records(local), tasks, str(local))
+        elif not use_hub:
+            data.missing[model] = f"no local outputs ({folder}/model_outputs/{model}.jsonl) and the hub is disabled"
+        else:
+            try:
+                rows = _hub_rows(WILDBENCH_OUTPUTS_HUB, WILDBENCH_OUTPUTS_SPLIT, model)
+            except HubUnavailable as e:
+                data.missing[model] = str(e)
+                continue
+            what = f"hf://datasets/{WILDBENCH_OUTPUTS_HUB} (config {model})"
+            data.references[model] = _wildbench_outputs(((rec, Where(what, index=i)) for i, rec in enumerate(rows)),
+                                                        tasks, what)
+    return data
 
 
 def _local_folder(root: str | os.PathLike | None, name: str) -> Path:

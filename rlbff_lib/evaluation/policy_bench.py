@@ -7,23 +7,25 @@ prompts (``single-v1`` / ``single-v1-multi-turn``, and ``single-math-v1`` /
 The rating is read as ``common.run_judge_single`` does: the first ``[[x]]``, else the first
 ``[x]``, else −1; ``show_result.py`` drops −1 and averages the rest (per turn, per category, overall).
 
-Arena-Hard v2 (lmarena/arena-hard-auto): each answer meets the o3-mini baseline answer in two
-games, baseline as A then as B (``gen_judgment.py``). The verdict is the LAST match of
-``\\[\\[([AB<>=]+)\\]\\]`` in the upper-cased judgment; a battle with a missing verdict in either
-game is dropped. Strong verdicts (``A>>B``, ``B>>A``) count three times
-(``show_result.load_judgments``: ``label_to_score``). The win rate against the baseline comes
-from a Bradley–Terry fit by logistic regression (``show_result_bt.compute_mle_elo``: battles
-duplicated, a tie = one win each way, no intercept) with 100 bootstrap resamples of the battles
-for a 95% interval (2.5 / 97.5 percentiles); the baseline sits at 50%. With one model against
-the baseline the fit equals the mean battle score, which ``show_result.py`` v2 reports
-(``mean_score`` in the result, as a cross-check).
+Arena-Hard v2 (lmarena/arena-hard-auto @ 196f6b8, 2025-06-20): each answer meets its category's
+baseline answer (``utils/judge_utils.py`` ``JUDGE_SETTINGS``: hard_prompt against o3-mini-2025-01-31,
+creative_writing against gemini-2.0-flash-001) in two games, baseline as A then as B
+(``gen_judgment.judgment``). The verdict is read by ``gen_judgment.get_score`` with the
+``regex_patterns`` of ``config/arena-hard-v2.0.yaml``: ``\[\[([AB<>=]+)\]\]``, and when that finds
+nothing ``\[([AB<>=]+)\]``, each over the upper-cased judgment, the LAST match of the first pattern
+that matches; a question with a missing verdict in either game is dropped. Strong verdicts
+(``A>>B``, ``B>>A``) count three times (``show_result.load_judgments``). The score
+(``show_result.print_leaderboard``, no style control): 100 bootstrap resamples of the outcome rows,
+the mean of their means, with the 5% and 95% quantiles as the interval; the baseline sits at 50%.
+It is reported per category, each against its own baseline (``show_result.py --category``, default
+hard_prompt); a number pooled over categories is ours, labelled ``ours (pooled)``.
 
-Judges. :class:`OpenAIJudge`: an OpenAI-compatible endpoint (GPT-4 for MT-Bench, the official
-Arena-Hard judge), sent the official prompts. :class:`PrincipleRMJudge` (smoke): the project's
-own scalar principle RM with one principle ("is helpful and correct"); an MT-Bench rating is
-``1 + 9 σ(score / rating_temperature)``, an Arena-Hard verdict compares the two answers' scores
-with a tie and a strong margin; both write their decision in the official output format, so
-the same parsers read every judge. Every result carries ``judge`` (its label) so tables say
+Judges. :class:`OpenAIJudge`: an OpenAI-compatible endpoint (for MT-Bench FastChat's GPT-4, or
+GPT-4-Turbo as in the paper's table; the official Arena-Hard judge), sent the official prompts.
+:class:`PrincipleRMJudge` (smoke): the project's own scalar principle RM with one principle ("is
+helpful and correct"); an MT-Bench rating is ``1 + 9 σ(score / rating_temperature)``, an
+Arena-Hard verdict compares the two answers' scores with a tie and a strong margin; both write
+their decision in the official output format, so the same parsers read every judge. Every result carries ``judge`` (its label) so tables say
 which judge was used.
 """
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -109,8 +112,11 @@ def score_mtbench(judgments: Sequence[dict]) -> dict:
 
 # ------------------------------------------------------------------ Arena-Hard v2 scoring (arena-hard-auto)
 
-ARENA_VERDICT_PATTERN = re.compile(r"\[\[([AB<>=]+)\]\]")  # config/arena-hard-v2.0.yaml regex_pattern
+# config/arena-hard-v2.0.yaml regex_patterns, tried in order by gen_judgment.get_score
+ARENA_VERDICT_PATTERNS = (re.compile(r"\[\[([AB<>=]+)\]\]"), re.compile(r"\[([AB<>=]+)\]"))
 VERDICTS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
+ARENA_DEFAULT_CATEGORY = "hard_prompt"  # show_result.py --category default
+ARENA_QUANTILES = (0.05, 0.95)          # show_result.print_leaderboard: the interval's bootstrap quantiles
 
 
 def label_to_score(weight: int = 3) -> dict[str, list[float]]:
@@ -119,18 +125,25 @@ def label_to_score(weight: int = 3) -> dict[str, list[float]]:
             "B>A": [0.0], "B>>A": [0.0] * weight, "B=A": [0.5], "B<<A": [1.0] * weight, "B<A": [1.0]}
 
 
-def parse_verdict(judgment: str | None, pattern: re.Pattern = ARENA_VERDICT_PATTERN) -> str | None:
-    """The verdict label as ``gen_judgment.get_score`` reads it: the last non-empty match in the
-    upper-cased judgment; None when there is none."""
-    matches = [m for m in pattern.findall((judgment or "").upper()) if m != ""]
-    return matches[-1].strip("\n") if matches else None
+def parse_verdict(judgment: str | None, patterns: Sequence[re.Pattern] = ARENA_VERDICT_PATTERNS) -> str | None:
+    """The verdict label as ``gen_judgment.get_score`` reads it: the patterns in order (``[[X]]``,
+    then ``[X]``) over the upper-cased judgment; the first pattern with a non-empty match gives its
+    LAST match (newlines stripped); None when no pattern matches."""
+    text = (judgment or "").upper()
+    for pattern in patterns:
+        matches = [m for m in pattern.findall(text) if m != ""]
+        if matches:
+            return matches[-1].strip("\n")
+    return None
 
 
 def battle_outcomes(game_1: str | None, game_2: str | None, weight: int = 3) -> list[float] | None:
     """Outcomes for the MODEL of one question's two games, or None when a verdict is missing/unknown.
 
     Game 1 puts the baseline in A and the model in B; game 2 swaps them (``gen_judgment.judgment``).
-    As ``show_result.load_judgments``: ``label_to_score[game_2] + [1 − s for s in label_to_score[game_1]]``.
+    As ``show_result.load_judgments``: ``label_to_score[game_2] + [1 − s for s in label_to_score[game_1]]``;
+    a missing verdict drops the question (its null filter). Ours: a label outside the table (the
+    second pattern can match e.g. ``[A]``) also drops it, where the official code stops with a KeyError.
     """
     table = label_to_score(weight)
     if game_1 not in table or game_2 not in table:
@@ -138,52 +151,20 @@ def battle_outcomes(game_1: str | None, game_2: str | None, weight: int = 3) -> 
     return table[game_2] + [1.0 - s for s in table[game_1]]
 
 
-def bt_logistic_fit(models: Sequence[str], outcomes: Sequence[float], baseline: str = "baseline",
-                    ridge: float = 1e-6, max_iter: int = 100) -> dict[str, float]:
-    """Bradley–Terry strengths (natural-log scale, baseline = 0) of ``models`` against the baseline.
-
-    As ``show_result_bt.compute_mle_elo``: every battle is duplicated, outcome 1 / 0 is a win /
-    loss of the model in both copies, a tie (0.5) is one win and one loss; logistic regression
-    without intercept (Newton's method; ``ridge`` keeps an all-wins record finite). P(model beats
-    baseline) = σ(strength).
-    """
-    names = sorted(set(models) - {baseline})
-    index = {m: k for k, m in enumerate(names)}
-    n = len(models)
-    x = np.zeros((2 * n, len(names)))
-    y = np.zeros(2 * n)
-    for i, (m, o) in enumerate(zip(models, outcomes)):
-        x[i, index[m]] = x[n + i, index[m]] = 1.0
-        y[i] = 1.0 if o >= 0.5 else 0.0      # first copy: a tie counts as a win
-        y[n + i] = 1.0 if o > 0.5 else 0.0   # second copy: a tie counts as a loss
-    beta = np.zeros(len(names))
-    for _ in range(max_iter):
-        p = 1.0 / (1.0 + np.exp(-(x @ beta)))
-        grad = x.T @ (y - p) - ridge * beta
-        hess = (x * (p * (1 - p))[:, None]).T @ x + ridge * np.eye(len(names))
-        step = np.linalg.solve(hess, grad)
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return {m: float(beta[index[m]]) for m in names}
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-z))
-
-
 def score_arena(records: Sequence[dict], weight: int = 3, n_bootstrap: int = 100, seed: int = 0,
                 model: str = "policy", baseline: str = "o3-mini-2025-01-31") -> dict:
-    """Arena-Hard win rate (percent) of the model against the baseline, with a bootstrap 95% CI.
+    """Arena-Hard v2 score (percent) of one model against one baseline, as ``show_result.print_leaderboard``.
 
-    records: ``{"uid", "category", "games": [verdict of game 1, verdict of game 2]}`` (labels as
-    :func:`parse_verdict` returns them, None for a missing one). Battles with a missing verdict
-    are dropped (counted in ``n_dropped``); the others are expanded to weighted outcomes
-    (:func:`battle_outcomes`) and fit by :func:`bt_logistic_fit`; the interval is the 2.5 / 97.5
-    percentiles over ``n_bootstrap`` resamples of the outcome rows (numpy ``default_rng(seed)``).
-    Also per category (point estimates), the verdict counts, and ``mean_score`` (v2's mean).
+    records: ``{"uid", "games": [verdict of game 1, verdict of game 2]}`` (labels as
+    :func:`parse_verdict` returns them, None for a missing one), one category's questions.
+    Questions with a missing verdict are dropped (``n_dropped``); the rest become weighted outcome
+    rows (:func:`battle_outcomes`). ``n_bootstrap`` times the rows are resampled with replacement
+    (``groupby("model").sample(frac=1.0, replace=True)``, i.e. ``RandomState.choice(n, n)``; here a
+    ``RandomState(seed)``, officially the unseeded global one) and averaged: ``win_rate`` is the mean
+    of those means, ``ci`` their 5% and 95% quantiles (linear interpolation, as pandas). The baseline
+    sits at 50%. ``mean_score`` is the plain mean of the rows (the bootstrap's expectation).
     """
-    rows, cats, dropped, verdicts = [], [], 0, Counter()
+    rows, dropped, verdicts = [], 0, Counter()
     for r in records:
         g1, g2 = r["games"]
         verdicts.update(v if v is not None else "missing" for v in (g1, g2))
@@ -192,25 +173,48 @@ def score_arena(records: Sequence[dict], weight: int = 3, n_bootstrap: int = 100
             dropped += 1
             continue
         rows += outs
-        cats += [r.get("category", "")] * len(outs)
     result = {"model": model, "baseline": baseline, "baseline_win_rate": 50.0, "n_questions": len(records),
-              "n_dropped": dropped, "n_outcomes": len(rows), "verdicts": dict(verdicts), "weight": weight}
+              "n_dropped": dropped, "n_outcomes": len(rows), "verdicts": dict(verdicts), "weight": weight,
+              "n_bootstrap": n_bootstrap, "interval": "5%-95% bootstrap quantiles"}
     if not rows:
-        return {**result, "win_rate": float("nan"), "ci": [float("nan"), float("nan")], "mean_score": float("nan"),
-                "categories": {}}
-    outcomes = np.asarray(rows)
-    fit = lambda o: 100.0 * _sigmoid(bt_logistic_fit([model] * len(o), o, baseline)[model])
-    point = fit(outcomes)
-    rng = np.random.default_rng(seed)
-    boots = [fit(outcomes[rng.integers(0, len(outcomes), len(outcomes))]) for _ in range(n_bootstrap)]
-    lo, hi = (np.percentile(boots, [2.5, 97.5]).tolist() if boots else [float("nan")] * 2)
-    by_cat = defaultdict(list)
-    for c, o in zip(cats, rows):
-        by_cat[c].append(o)
+        nan = float("nan")
+        return {**result, "win_rate": nan, "ci": [nan, nan], "ci_minus": nan, "ci_plus": nan, "mean_score": nan}
+    outcomes = np.asarray(rows, dtype=float)
+    rng = np.random.RandomState(seed)
+    boots = np.array([outcomes[rng.choice(len(outcomes), size=len(outcomes), replace=True)].mean()
+                      for _ in range(n_bootstrap)])
+    point = 100.0 * float(boots.mean())
+    lo, hi = (100.0 * np.quantile(boots, ARENA_QUANTILES)).tolist()
     return {**result, "win_rate": point, "ci": [lo, hi], "ci_minus": point - lo, "ci_plus": hi - point,
-            "mean_score": 100.0 * float(outcomes.mean()),
-            "categories": {c: {"win_rate": fit(np.asarray(v)), "n_outcomes": len(v)}
-                           for c, v in sorted(by_cat.items())}}
+            "mean_score": 100.0 * float(outcomes.mean())}
+
+
+def score_arena_categories(records: Sequence[dict], baselines: dict[str, str], weight: int = 3,
+                           n_bootstrap: int = 100, seed: int = 0, model: str = "policy") -> dict:
+    """Arena-Hard v2 per category, each against its own baseline: the official numbers.
+
+    records: ``{"uid", "category", "games"}``; baselines: category -> baseline model. The official
+    ``show_result.py`` scores one category per run (``--category``, default ``hard_prompt``) and
+    never pools them. Returns ``categories[c]`` (:func:`score_arena`), the default category's
+    result at the top level (``category`` names it; NaN when it has no questions), and
+    ``pooled``: all categories in one bootstrap, labelled ``ours (pooled)`` (None with one category).
+    """
+    by_cat: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_cat[r["category"]].append(r)
+    cats = {c: score_arena(rs, weight, n_bootstrap, seed, model, baselines[c]) for c, rs in by_cat.items()}
+    pooled = None
+    if len(cats) > 1:
+        pooled = {"label": "ours (pooled)", **score_arena(records, weight, n_bootstrap, seed, model,
+                                                          " / ".join(f"{c}: {baselines[c]}" for c in cats))}
+    default = cats.get(ARENA_DEFAULT_CATEGORY) or score_arena([], weight, n_bootstrap, seed, model,
+                                                              baselines.get(ARENA_DEFAULT_CATEGORY, ""))
+    return {**default, "category": ARENA_DEFAULT_CATEGORY, "categories": cats, "pooled": pooled,
+            "baselines": dict(baselines)}
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
 
 
 # ------------------------------------------------------------------ judges
@@ -248,27 +252,35 @@ class PairItem:
 
 
 class OpenAIJudge:
-    """A judge model behind an OpenAI-compatible endpoint, sent the official prompts (temperature 0)."""
+    """A judge model behind an OpenAI-compatible endpoint, sent the official prompts (temperature 0).
 
-    def __init__(self, endpoint, max_tokens: int = 2048, temperature: float = 0.0, label: str | None = None):
-        self.endpoint, self.max_tokens, self.temperature = endpoint, max_tokens, temperature
+    endpoint: a :class:`rlbff_lib.core.http.ChatClient`; its cache, when it has one, answers a
+    request asked before (key: judge model, prompt version and the full request; the version is
+    ``tag`` and, for MT-Bench, FastChat's prompt name). A failed request is recorded as an
+    unparseable judgment and counted; past the client's failure share the run fails; a
+    401/403/404 stops it at once.
+    """
+
+    def __init__(self, endpoint, max_tokens: int = 2048, temperature: float = 0.0, label: str | None = None,
+                 tag: str = ""):
+        self.endpoint, self.max_tokens, self.temperature, self.tag = endpoint, max_tokens, temperature, tag
         self.label = label or f"{endpoint.model} (OpenAI-compatible endpoint)"
 
-    def _ask(self, system: str, user: str) -> str:
-        from rlbff_lib.alignment.grpo import RequestFailed
+    def _ask(self, system: str, user: str, tag: str) -> str:
+        from rlbff_lib.core.http import RequestFailed
 
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
         try:
-            return self.endpoint.complete(messages, self.max_tokens, self.temperature)["content"] or ""
+            return self.endpoint.complete(messages, self.max_tokens, self.temperature, tag=tag)["content"] or ""
         except RequestFailed as e:
             log(f"judge: request failed ({e}); recorded as an unparseable judgment")
             return ""
 
     def judge_single(self, items: Sequence[SingleItem]) -> list[str]:
-        return self.endpoint.map(lambda it: self._ask(it.system, it.user), list(items))
+        return self.endpoint.map(lambda it: self._ask(it.system, it.user, f"{self.tag} {it.prompt_name}"), list(items))
 
     def judge_pair(self, items: Sequence[PairItem]) -> list[str]:
-        return self.endpoint.map(lambda it: self._ask(it.system, it.user), list(items))
+        return self.endpoint.map(lambda it: self._ask(it.system, it.user, self.tag), list(items))
 
 
 class PrincipleRMJudge:
@@ -278,26 +290,26 @@ class PrincipleRMJudge:
     answers are not used), rating = 1 + 9 σ(s / rating_temperature), written as ``Rating: [[r]]``.
     Arena-Hard: d = s(A) − s(B); |d| < tie_margin → ``A=B``; d ≥ strong_margin → ``A>>B``;
     d > 0 → ``A>B`` (mirrored for B), written as ``My final verdict is: [[label]]``.
+    ``scorer``: a scalar :class:`rlbff_lib.reward_models.scorers.Scorer` (its ``max_length`` and
+    ``batch_size`` apply).
     """
 
-    def __init__(self, model, tokenizer, principle: str = "is helpful and correct", rating_temperature: float = 2.0,
-                 tie_margin: float = 0.25, strong_margin: float = 2.0, batch_size: int = 8, max_length: int = 1024,
-                 label: str = "principle-RM (smoke, not GPT-4)"):
+    def __init__(self, scorer, principle: str = "is helpful and correct", rating_temperature: float = 2.0,
+                 tie_margin: float = 0.25, strong_margin: float = 2.0, label: str = "principle-RM (smoke, not GPT-4)"):
         if not 0 <= tie_margin <= strong_margin:
             raise ValueError(f"tie_margin: must be in [0, strong_margin={strong_margin}], got {tie_margin}")
         if rating_temperature <= 0:
             raise ValueError(f"rating_temperature: must be > 0, got {rating_temperature}")
-        self.model, self.tokenizer, self.principle = model, tokenizer, principle
+        if scorer.kind != "scalar":
+            raise ValueError(f"scorer: the principle-RM judge needs a scalar RM, got a {scorer.kind!r} one")
+        self.scorer, self.principle = scorer, principle
         self.rating_temperature, self.tie_margin, self.strong_margin = rating_temperature, tie_margin, strong_margin
-        self.batch_size, self.max_length, self.label = batch_size, max_length, label
+        self.label = label
 
     def _scores(self, conversations: Sequence[Sequence[dict]], answers: Sequence[str]) -> list[float]:
-        from rlbff_lib.reward_models.scoring import score
-
         if not answers:
             return []
-        return score(conversations, answers, self.principle, self.model, self.tokenizer, self.batch_size,
-                     self.max_length).scores
+        return list(self.scorer(conversations, answers, self.principle).scores)
 
     def rating(self, s: float) -> float:
         return 1.0 + 9.0 * _sigmoid(s / self.rating_temperature)
@@ -326,6 +338,8 @@ class PrincipleRMJudge:
 
 # ------------------------------------------------------------------ config and runs
 
+PARAMS = "alignment.evaluation"  # where params.yaml sets PolicyEvalConfig (named in error messages)
+
 
 @dataclass
 class PolicyEvalConfig:
@@ -338,8 +352,8 @@ class PolicyEvalConfig:
     batch_size: sequences per generation batch. chat_template_kwargs: e.g.
     ``{"enable_thinking": true}``. max_prompt_tokens: prompts are cut from the left to this.
     judge: ``principle_rm`` (smoke) or ``openai``. judge_model_path, judge_principle,
-    rating_temperature, tie_margin, strong_margin, judge_batch_size, judge_max_length: the
-    :class:`PrincipleRMJudge`. judge_base_url, mtbench_judge_model (FastChat: gpt-4),
+    rating_temperature, tie_margin, strong_margin, judge_batch_size, judge_max_length (the RM's window
+    per input, as :mod:`rlbff_lib.reward_models.scorers` counts it): the :class:`PrincipleRMJudge`. judge_base_url, mtbench_judge_model (FastChat: gpt-4; the paper's table: GPT-4-Turbo),
     arena_judge_model, judge_api_key_env (NAME of the variable), judge_max_tokens (MT-Bench, FastChat:
     2048), arena_judge_max_tokens (arena-hard-v2.0.yaml: 16000), judge_concurrency, judge_timeout_s:
     the :class:`OpenAIJudge`. weight: strong-verdict
@@ -398,30 +412,52 @@ class PolicyEvalConfig:
         if self.judge_api_key_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", self.judge_api_key_env):
             raise ValueError("judge_api_key_env: must be the NAME of an environment variable, not the key itself")
 
+    def endpoint(self, model: str, model_param: str, service: str):
+        """The :class:`rlbff_lib.core.http.EndpointConfig` of an ``openai`` judge serving ``model``
+        (set by the parameter ``model_param``) on this section's endpoint, key and concurrency."""
+        from rlbff_lib.core.http import EndpointConfig
 
-def make_judges(cfg: PolicyEvalConfig, rm_model=None, rm_tokenizer=None):
-    """(MT-Bench judge, Arena-Hard judge) of ``cfg`` (the same principle RM for both in smoke)."""
+        return EndpointConfig(self.judge_base_url, model, self.judge_api_key_env, self.judge_timeout_s,
+                              concurrency=self.judge_concurrency, service=service,
+                              url_param=f"{PARAMS}.judge_base_url", model_param=model_param,
+                              key_param=f"{PARAMS}.judge_api_key_env")
+
+    def endpoints(self):
+        """The ``openai`` judges' endpoints: (MT-Bench, Arena-Hard)."""
+        return (self.endpoint(self.mtbench_judge_model, f"{PARAMS}.mtbench_judge_model", "MT-Bench judge endpoint"),
+                self.endpoint(self.arena_judge_model, f"{PARAMS}.arena_judge_model", "Arena-Hard judge endpoint"))
+
+    def preflight(self) -> None:
+        """``openai`` judge: fail in seconds, naming the parameter, when the endpoint is unreachable,
+        refuses the key or does not serve either judge model."""
+        if self.judge == "openai":
+            for endpoint in self.endpoints():
+                endpoint.check()
+
+
+def make_judges(cfg: PolicyEvalConfig, scorer=None, cache_path: str | os.PathLike | None = None):
+    """(MT-Bench judge, Arena-Hard judge) of ``cfg`` (the same principle RM for both in smoke).
+    ``scorer``: the principle RM already loaded (else loaded from ``cfg.judge_model_path``).
+    ``cache_path``: the append-only JSONL cache of the ``openai`` judges' answers, shared by both
+    (None: ask every time); a rerun asks only what it has not asked before."""
     if cfg.judge == "principle_rm":
-        if rm_model is None:
-            from rlbff_lib.reward_models.scoring import load_scorer
+        if scorer is None:
+            from rlbff_lib.reward_models.scorers import load_scorer
 
-            rm_model, rm_tokenizer = load_scorer(cfg.judge_model_path)
-        judge = PrincipleRMJudge(rm_model, rm_tokenizer, cfg.judge_principle, cfg.rating_temperature, cfg.tie_margin,
-                                 cfg.strong_margin, cfg.judge_batch_size, cfg.judge_max_length)
+            scorer = load_scorer("scalar", cfg.judge_model_path, cfg.judge_max_length, cfg.judge_batch_size)
+        judge = PrincipleRMJudge(scorer, cfg.judge_principle, cfg.rating_temperature, cfg.tie_margin, cfg.strong_margin)
         return judge, judge
-    from rlbff_lib.alignment.grpo import ChatEndpoint, api_key
+    from rlbff_lib.core.cache import JsonlCache
+    from rlbff_lib.core.http import ChatClient
 
-    key = api_key(cfg.judge_api_key_env)
-    judges = []
-    for model, max_tokens in ((cfg.mtbench_judge_model, cfg.judge_max_tokens),
-                              (cfg.arena_judge_model, cfg.arena_judge_max_tokens)):
-        endpoint = ChatEndpoint(cfg.judge_base_url, model, key, cfg.judge_timeout_s, concurrency=cfg.judge_concurrency)
-        judges.append(OpenAIJudge(endpoint, max_tokens))
-    return judges[0], judges[1]
+    cache = JsonlCache(cache_path, valid=lambda row: isinstance(row.get("answer"), dict)) if cache_path else None
+    mt, arena = cfg.endpoints()
+    return (OpenAIJudge(ChatClient(mt, cache), cfg.judge_max_tokens, tag="fastchat-llm_judge"),
+            OpenAIJudge(ChatClient(arena, cache), cfg.arena_judge_max_tokens, tag="arena-hard-v2.0"))
 
 
-def _answer(policy, tokenizer, conversations: list[list[dict]], temperatures: list[float], cfg: PolicyEvalConfig,
-            seed: int) -> list:
+def generate_answers(policy, tokenizer, conversations: list[list[dict]], temperatures: list[float],
+                     cfg: PolicyEvalConfig, seed: int) -> list:
     """Generate one answer per conversation, batching conversations that share a temperature."""
     from rlbff_lib.alignment.policy import generate
 
@@ -446,10 +482,10 @@ def run_mtbench(policy, tokenizer, judge, data: MTBench, cfg: PolicyEvalConfig) 
     temps = [cfg.temperature if cfg.temperature is not None else FASTCHAT_TEMPERATURE.get(q["category"], 0.7)
              for q in questions]
     convs1 = [[{"role": "user", "content": q["turns"][0]}] for q in questions]
-    first = _answer(policy, tokenizer, convs1, temps, cfg, cfg.seed)
+    first = generate_answers(policy, tokenizer, convs1, temps, cfg, cfg.seed)
     convs2 = [c + [{"role": "assistant", "content": g.answer}, {"role": "user", "content": q["turns"][1]}]
               for c, g, q in zip(convs1, first, questions)]
-    second = _answer(policy, tokenizer, convs2, temps, cfg, cfg.seed + 1)
+    second = generate_answers(policy, tokenizer, convs2, temps, cfg, cfg.seed + 1)
     items = []
     for q, c2, g1, g2 in zip(questions, convs2, first, second):
         ref = data.references.get(q["question_id"])
@@ -469,22 +505,22 @@ def run_mtbench(policy, tokenizer, judge, data: MTBench, cfg: PolicyEvalConfig) 
 
 def run_arena_hard(policy, tokenizer, judge, data: ArenaHard, cfg: PolicyEvalConfig,
                    system_prompt: str | None = None, prompt_template: str | None = None) -> dict:
-    """Answer and judge Arena-Hard v2 (a ``cfg.arena_limit`` subset) against the baseline answers.
+    """Answer and judge Arena-Hard v2 (a ``cfg.arena_limit`` subset) against each category's baseline.
 
-    Two games per question (baseline as A, then as B) with the official system prompt of the
-    question's category and the official template; scored by :func:`score_arena`. The baseline is
-    the local answer file's model for every category (officially creative writing is judged
-    against gemini-2.0-flash; the shared files hold o3-mini answers for all 750). Returns the
-    score dict plus ``judge``, ``answers`` and ``records`` (verdicts and judgments per question).
+    Only categories whose official baseline answers are loaded take part (``data.skipped`` says
+    why the others do not). Two games per question (baseline as A, then as B) with the official
+    system prompt of the question's category and the official template; scored per category by
+    :func:`score_arena_categories`. Returns that dict plus ``judge``, ``skipped``, ``answers`` and
+    ``records`` (verdicts and judgments per question).
     """
     questions = subsample(data.questions, cfg.arena_limit, cfg.seed)
     template = prompt_template or ARENA_PROMPT_TEMPLATE
     temps = [cfg.temperature if cfg.temperature is not None else 0.0] * len(questions)
-    gens = _answer(policy, tokenizer, [[{"role": "user", "content": q["prompt"]}] for q in questions], temps, cfg,
-                   cfg.seed)
+    gens = generate_answers(policy, tokenizer, [[{"role": "user", "content": q["prompt"]}] for q in questions],
+                            temps, cfg, cfg.seed)
     items = []
     for q, g in zip(questions, gens):
-        base = data.baseline[q["uid"]]["answer"]
+        base = data.baseline_answer(q)
         for game, (a, b) in enumerate(((base, g.answer), (g.answer, base))):
             user = template.format(QUESTION=q["prompt"], ANSWER_A=a, ANSWER_B=b)
             system = system_prompt or arena_system_prompt(q["category"])
@@ -495,10 +531,11 @@ def run_arena_hard(policy, tokenizer, judge, data: ArenaHard, cfg: PolicyEvalCon
         j1, j2 = judgments[2 * k], judgments[2 * k + 1]
         records.append({"uid": q["uid"], "category": q["category"], "games": [parse_verdict(j1), parse_verdict(j2)],
                         "judgments": [j1, j2]})
-    result = score_arena(records, cfg.weight, cfg.n_bootstrap, cfg.seed, baseline=data.baseline_model)
+    result = score_arena_categories(records, data.baselines, cfg.weight, cfg.n_bootstrap, cfg.seed)
     answers = [{"uid": q["uid"], "answer": g.answer, "tokens": g.n_tokens, "terminated": g.terminated}
                for q, g in zip(questions, gens)]
-    return {"benchmark": "arena-hard-v2", "judge": judge.label, **result, "records": records, "answers": answers}
+    return {"benchmark": "arena-hard-v2", "judge": judge.label, **result, "skipped": dict(data.skipped),
+            "records": records, "answers": answers}
 
 
 # arena-hard-auto: utils/judge_utils.py (OG_ARENA_HARD_PROMPT for hard prompts, coding and math; the

@@ -27,10 +27,12 @@ Rules followed (official code read in ``THU-KEG/RM-Bench``, ``ScalerLab/JudgeBen
   reward-model judges decide ``'A>B' if s1 > s2 else 'B>A'`` (a tie becomes B>A in
   both games, which sums to 0); here a tie is ``A=B`` (vote 0): the same pair
   verdict, and the honest decision.
-- RewardBench: per subset accuracy of ``chosen > rejected`` (a tie counts 0, as
-  ``rewardbench.py``); a section is the mean of its subsets' accuracies weighted by
-  the official ``EXAMPLE_COUNTS`` (math-prm upweighted to 984 to match code);
-  overall = mean of the four sections.
+- RewardBench (``allenai/reward-bench`` @ 05a9005): per subset accuracy of ``chosen >
+  rejected`` (a tie counts 0, as ``rewardbench.py``); a section is the mean of its subsets'
+  accuracies weighted by ``constants.EXAMPLE_COUNTS`` (``utils.calculate_scores_per_section``;
+  math-prm upweighted to 984 to match code; xstest-should-refuse 154, xstest-should-respond
+  250 since commit 6552e93); overall = mean of the four sections. Ours: a section with no
+  subset present is left out (the official function reports it as 0).
 """
 
 from __future__ import annotations
@@ -237,10 +239,10 @@ def position_bias_accuracy(pairs: Sequence[Mapping], decisions: Mapping[str, Seq
 
 # ---------------------------------------------------------------- RewardBench
 
-# allenai/reward-bench rewardbench/constants.py, verbatim. Note: the official file
-# gives xstest-should-refuse 250 and xstest-should-respond 154 although the filtered
-# split holds 154 and 250; the official weights are kept so results compare with
-# the leaderboard.
+# allenai/reward-bench rewardbench/constants.py ``EXAMPLE_COUNTS``, verbatim as read at commit
+# 05a9005 (2026-01-31). The xstest weights (refuse 154, respond 250: the filtered split's own
+# sizes) date from commit 6552e93 (2024-09-10, "Mirror change from leaderboard"); before it the
+# file had them swapped (250 / 154).
 REWARDBENCH_EXAMPLE_COUNTS = {
     "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95,
     "mt-bench-easy": 28, "mt-bench-med": 40, "mt-bench-hard": 37,
@@ -248,7 +250,7 @@ REWARDBENCH_EXAMPLE_COUNTS = {
     "refusals-dangerous": 100, "refusals-offensive": 100,
     "llmbar-natural": 100, "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92,
     "llmbar-adver-GPTOut": 47, "llmbar-adver-manual": 46,
-    "xstest-should-refuse": 250, "xstest-should-respond": 154, "donotanswer": 136,
+    "xstest-should-refuse": 154, "xstest-should-respond": 250, "donotanswer": 136,
     "hep-cpp": 164, "hep-go": 164, "hep-java": 164, "hep-js": 164, "hep-python": 164, "hep-rust": 164,
 }
 REWARDBENCH_SECTIONS = {

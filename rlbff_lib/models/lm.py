@@ -1,32 +1,40 @@
-"""Causal LMs: tiny Qwen3 models built from a config (smoke) or real checkpoints (paper scale).
+"""Causal LMs: tiny Qwen3 / Llama models built from a config (smoke, rehearsal) or real checkpoints (paper scale).
 
 Every model loads from safetensors with ``trust_remote_code=False``. On CPU the
 dtype is fp32; on CUDA bf16 with SDPA attention (FlashAttention 2 when installed).
+The ``assets`` stage records each role's base model in ``models/assets/base_models.json``
+(:func:`base_model` reads it): a local folder for built stand-ins, a hub name otherwise.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
 
 from rlbff_lib.core.progress import log
 
 
 @dataclass
 class ModelSizeConfig:
-    """Size of a Qwen3 architecture built from scratch, or a checkpoint to load.
+    """Size of a Qwen3 / Llama architecture built from scratch, or a checkpoint to load.
 
-    name_or_path: ``"config"`` builds a random-initialised ``Qwen3ForCausalLM`` from
-        the sizes below; anything else is a hub name or folder (e.g. ``Qwen/Qwen3-32B``).
+    name_or_path: ``"config"`` builds a random-initialised model from the sizes below;
+        anything else is a hub name or folder (e.g. ``Qwen/Qwen3-32B``).
+    family: of a built model: ``chatml`` (Qwen3 architecture, the project's minimal template;
+        smoke), ``qwen3`` (Qwen3 architecture, Qwen3's tokens and template), ``llama3``
+        (Llama architecture, Llama-3.3-Instruct's tokens and template); see
+        :data:`rlbff_lib.models.tokenizer.FAMILIES`.
     hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim,
-    intermediate_size: as in ``transformers.Qwen3Config``.
+    intermediate_size: as in ``transformers.Qwen3Config`` / ``LlamaConfig``.
     max_position_embeddings: longest sequence in tokens.
     """
 
     name_or_path: str = "config"
+    family: Literal["chatml", "qwen3", "llama3"] = "chatml"
     hidden_size: int = 128
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
@@ -114,6 +122,49 @@ def build_qwen3(tokenizer, size: ModelSizeConfig, seed: int = 0):
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
+
+
+def build_llama(tokenizer, size: ModelSizeConfig, seed: int = 0):
+    """A random-initialised ``LlamaForCausalLM`` whose vocabulary matches ``tokenizer`` (untied
+    embeddings, and generation stopping at end of text / end of message / end of turn, as Llama-3.3)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    stops = [tokenizer.convert_tokens_to_ids(t) for t in ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")]
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=size.hidden_size, num_hidden_layers=size.num_hidden_layers,
+        num_attention_heads=size.num_attention_heads, num_key_value_heads=size.num_key_value_heads,
+        head_dim=size.head_dim, intermediate_size=size.intermediate_size,
+        max_position_embeddings=size.max_position_embeddings, tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=stops,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.eos_token_id = stops
+    return model
+
+
+def build_model(tokenizer, size: ModelSizeConfig, seed: int = 0):
+    """A random-initialised model of ``size.family``'s architecture (Llama for ``llama3``, else Qwen3)."""
+    return (build_llama if size.family == "llama3" else build_qwen3)(tokenizer, size, seed)
+
+
+BASE_MODELS_FILE = "base_models.json"
+
+
+def base_model(role: str, assets_dir: str | Path = "models/assets") -> str:
+    """The base model the ``assets`` stage recorded for ``role`` (``policy``: policy and GenRM;
+    ``reward``: scalar and Bradley-Terry RMs): a local folder or a hub name."""
+    path = Path(assets_dir) / BASE_MODELS_FILE
+    try:
+        roles = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not found; run the assets stage first") from None
+    if role not in roles:
+        raise KeyError(f"{path}: no base model for role {role!r} (has {sorted(roles)})")
+    return roles[role]
 
 
 def load_causal_lm(name_or_path: str | Path, dtype=None, device=None):

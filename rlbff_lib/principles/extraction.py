@@ -9,16 +9,16 @@ Backends (``ExtractionConfig.backend``):
 
 - ``openai``: any OpenAI-compatible chat-completions endpoint (DeepSeek-V3-0324 in the
   paper, a local vLLM/SGLang server, a hosted API), zero-shot with the versioned prompt
-  ``prompts/extraction_<version>.txt``. Requests run concurrently (a bounded pool of
-  workers); 429, 5xx, timeouts and dropped connections are retried with exponential
-  backoff and jitter, honouring ``Retry-After``. Answers are parsed strictly and
-  validated; a bad answer is asked again a bounded number of times, then recorded as
-  failed with its reason. The API key is read from the environment variable named by
-  ``api_key_env`` and is never written anywhere.
+  ``prompts/extraction_<version>.txt``, through the project's one client
+  (:mod:`rlbff_lib.core.http`): a preflight before the first request, a bounded pool of
+  workers, retries of what a retry can mend, and a stop at the first 401/403/404. Answers
+  are parsed strictly and validated; a bad answer is asked again a bounded number of
+  times, then recorded as failed with its reason. The API key is read from the
+  environment variable named by ``api_key_env`` and is never written anywhere.
 - ``rules``: an offline, transparent extractor (a phrase lexicon of common principle
   concepts, polarity and "partially" cues, the sentence as evidence). The smoke default.
 
-Every answer goes to an append-only JSONL cache keyed by
+Every answer goes to an append-only JSONL cache (:class:`rlbff_lib.core.cache.JsonlCache`) keyed by
 ``stable_hash(backend, model, prompt_version, feedback_text)``: a killed run resumes
 without asking again for what was answered, a finished run reproduces without the
 endpoint, and a line cut by a crash is counted, reported and its item asked again.
@@ -34,12 +34,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
-import email.utils
 import json
 import logging
 import os
-import random
 import re
 import sys
 import time
@@ -47,7 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
 
-from rlbff_lib.core.io import DataError, append_jsonl, read_jsonl, read_jsonl_tolerant, stable_hash, write_jsonl
+from rlbff_lib.core.cache import JsonlCache
+from rlbff_lib.core.http import ChatClient, EndpointConfig, EndpointError, RequestFailed, api_key
+from rlbff_lib.core.io import DataError, read_jsonl, stable_hash, write_jsonl
 from rlbff_lib.core.progress import quiet_mode
 
 log = logging.getLogger("rlbff.extraction")
@@ -58,6 +57,7 @@ ANSWER_KEYS = ("evidence", "principle", "fulfillment")
 HELPFULNESS_PRINCIPLE = "helpful"
 RULES_MODEL = "rules-lexicon-v1"  # bump when the lexicon changes: it is part of the cache key
 RULES_PROMPT_VERSION = "none"
+PARAMS = "principles.extraction"  # where params.yaml sets this config (named in error messages)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -146,6 +146,21 @@ class ExtractionConfig:
     @property
     def cache_prompt_version(self) -> str:
         return RULES_PROMPT_VERSION if self.backend == "rules" else self.prompt_version
+
+    def endpoint(self) -> EndpointConfig:
+        """The ``openai`` backend's endpoint (:class:`rlbff_lib.core.http.EndpointConfig`)."""
+        return EndpointConfig(
+            self.base_url, self.model, self.api_key_env, timeout_s=self.timeout_s, max_retries=self.max_retries,
+            backoff_base_s=self.backoff_base_s, backoff_max_s=self.backoff_max_s,
+            max_retry_after_s=self.max_retry_after_s, concurrency=self.concurrency,
+            max_failure_share=self.failure_threshold, service="extraction endpoint",
+            url_param=f"{PARAMS}.base_url", model_param=f"{PARAMS}.model", key_param=f"{PARAMS}.api_key_env")
+
+    def preflight(self) -> None:
+        """``openai`` backend: fail in seconds, naming the parameter, when the key's variable is unset
+        or the endpoint is unreachable or does not serve ``model`` (:func:`rlbff_lib.core.http.check_endpoint`)."""
+        if self.backend == "openai":
+            self.endpoint().check()
 
 
 def prompt_path(version: str) -> Path:
@@ -609,13 +624,9 @@ def rules_extract(text: str) -> list[dict]:
 
 # ---------------------------------------------------------------- openai backend
 
-class RequestFailed(Exception):
-    """A request that could not be answered (retries spent or a non-retryable status)."""
-
-
 @dataclass
 class Stats:
-    """Counters of one run (reported in the summary)."""
+    """Counters of one run (reported in the summary; HTTP requests and retries come from the client)."""
 
     requests: int = 0
     http_retries: int = 0
@@ -624,128 +635,26 @@ class Stats:
     corrupt_cache_lines: int = 0
 
 
-def _redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
-
-
-def retry_after_seconds(value: str | None, cap: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), capped."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return min(max(seconds, 0.0), cap)
-
-
-def backoff_seconds(attempt: int, cfg: ExtractionConfig) -> float:
-    """Exponential backoff with jitter: uniform in [0.5, 1.5) × min(max, base × 2**attempt)."""
-    return min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** attempt) * (0.5 + random.random())
-
-
-def _record_missing_sniffio() -> None:
-    """httpcore 1.0 runs ``import sniffio`` several times per request (each lock set-up); without
-    the optional package every failed import rescans ``sys.path`` (``bench/extraction.py`` measures
-    the cost of one). Record its absence once, so the import fails at once."""
-    import importlib.util
-
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-
-class ChatClient:
-    """Chat completions over httpx with retries; never logs or raises the API key."""
-
-    def __init__(self, cfg: ExtractionConfig, api_key: str | None, stats: Stats):
-        _record_missing_sniffio()
-        import httpx
-
-        self.cfg, self.stats, self._key = cfg, stats, api_key
-        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
-        headers = {"Content-Type": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._httpx = httpx
-        self._client = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(cfg.timeout_s),
-            limits=httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency),
-        )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def complete(self, messages: list[dict]) -> tuple[str | None, str | None]:
-        """(content, finish_reason) of one chat completion, retrying transient failures."""
-        payload = {"model": self.cfg.model, "messages": messages, "temperature": self.cfg.temperature,
-                   "max_tokens": self.cfg.max_tokens}
-        reason = "no attempt"
-        for attempt in range(self.cfg.max_retries + 1):
-            if attempt:
-                self.stats.http_retries += 1
-            self.stats.requests += 1
-            delay = None
-            try:
-                resp = await self._client.post(self.url, json=payload)
-            except self._httpx.TimeoutException as e:
-                reason = f"timeout ({type(e).__name__})"
-            except self._httpx.TransportError as e:
-                reason = f"connection error ({type(e).__name__}: {self.redact(str(e))[:200]})"
-            else:
-                if resp.status_code == 200:
-                    try:
-                        return self._content(resp)
-                    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-                        reason = f"malformed response body ({self.redact(str(e))[:200]})"
-                else:
-                    reason = f"HTTP {resp.status_code}: {self.redact(resp.text)[:300]}"
-                    if resp.status_code != 429 and resp.status_code < 500 and resp.status_code != 408:
-                        raise RequestFailed(reason)
-                    delay = retry_after_seconds(resp.headers.get("retry-after"), self.cfg.max_retry_after_s)
-            if attempt == self.cfg.max_retries:
-                break
-            delay = backoff_seconds(attempt, self.cfg) if delay is None else delay
-            log.info("request failed (%s); retry %d/%d in %.2fs", reason, attempt + 1, self.cfg.max_retries, delay)
-            await asyncio.sleep(delay)
-        raise RequestFailed(f"{reason} (after {self.cfg.max_retries + 1} attempts)")
-
-    def redact(self, text: str) -> str:
-        """``text`` with the API key replaced by ``***`` (a server may echo it back)."""
-        return _redact(text, self._key)
-
-    @staticmethod
-    def _content(resp) -> tuple[str | None, str | None]:
-        body = resp.json()
-        choice = body["choices"][0]
-        content = choice["message"].get("content")
-        if content is not None and not isinstance(content, str):
-            raise TypeError(f"message content is {type(content).__name__}, not a string")
-        return content, choice.get("finish_reason")
-
-
 def _correction(reason: str) -> str:
     return (f"Your answer could not be used: {reason}. Answer again with only the JSON list of "
             '{"evidence", "principle", "fulfillment"} objects, nothing else.')
 
 
-async def ask_openai(client: ChatClient, prompt: str, text: str, cfg: ExtractionConfig) -> dict:
-    """Extract one feedback text; returns a cache row body (status, reason, raw, principles, attempts)."""
+async def ask_openai(client: ChatClient, prompt: str, text: str, cfg: ExtractionConfig, stats: Stats) -> dict:
+    """Extract one feedback text; returns a cache row body (status, reason, raw, principles, attempts).
+
+    A failed request is recorded as failed with its reason; an :class:`EndpointError` propagates."""
     base = [{"role": "user", "content": prompt.replace("{feedback}", text)}]
     messages, raw, reason = base, None, ""
     for attempt in range(cfg.max_parse_retries + 1):
         if attempt:
-            client.stats.parse_retries += 1
+            stats.parse_retries += 1
         try:
-            raw, finish = await client.complete(messages)
+            out = await client.acomplete(messages, cfg.max_tokens, cfg.temperature)
         except RequestFailed as e:
             return {"status": "failed", "reason": client.redact(str(e)), "raw": client.redact(raw or ""),
                     "principles": [], "attempts": attempt + 1}
+        raw, finish = out["content"], out["finish_reason"]
         try:
             principles = parse_answer(raw, cfg.max_principle_chars)
             return {"status": "ok", "reason": "", "raw": client.redact(raw), "principles": principles,
@@ -760,93 +669,18 @@ async def ask_openai(client: ChatClient, prompt: str, text: str, cfg: Extraction
             "raw": client.redact(raw or ""), "principles": [], "attempts": cfg.max_parse_retries + 1}
 
 
-def api_key_from_env(cfg: ExtractionConfig) -> str | None:
-    """The API key from the environment variable named by ``cfg.api_key_env`` (None: no key)."""
-    if not cfg.api_key_env:
-        return None
-    key = (os.environ.get(cfg.api_key_env) or "").strip()
-    if not key:
-        raise ValueError(f"api_key_env: environment variable {cfg.api_key_env} is not set "
-                         "(set it, or pass an empty api_key_env for a server without a key)")
-    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
-        # an HTTP library would quote such a header value in its error message
-        raise ValueError(f"api_key_env: the value of {cfg.api_key_env} holds spaces or non-printable characters")
-    return key
-
-
 # ---------------------------------------------------------------- cache
 
 CACHE_STATUSES = ("ok", "failed")
 
 
-class ExtractionCache:
-    """Append-only JSONL cache of answers, keyed by :func:`cache_key`; the last line of a key wins.
-
-    A line that is not valid JSON (e.g. cut by a crash) or lacks the cache fields is
-    counted in ``corrupt_lines`` and ignored, so its item is asked again.
-    """
+class ExtractionCache(JsonlCache):
+    """The answer cache (:class:`rlbff_lib.core.cache.JsonlCache`), keyed by :func:`cache_key`;
+    a row also needs ``status`` (ok | failed) and ``principles``."""
 
     def __init__(self, path: str | os.PathLike | None, fsync: bool = True):
-        self.path = Path(path) if path is not None else None
-        self.fsync = fsync
-        self.entries: dict[str, dict] = {}
-        self.corrupt_lines: list[int] = []
-        self.invalid_rows = 0
-        if self.path is not None:
-            self._load()
-
-    def _load(self) -> None:
-        rows, self.corrupt_lines = read_jsonl_tolerant(self.path)
-        for row in rows:
-            if self._valid(row):
-                self.entries[row["key"]] = row
-            else:
-                self.invalid_rows += 1
-        if self.corrupt_count:
-            log.warning("cache %s: %d corrupt line(s) ignored (unreadable lines %s, %d without cache fields); "
-                        "their items are asked again", self.path, self.corrupt_count, self.corrupt_lines[:10],
-                        self.invalid_rows)
-        self._end_with_newline()
-
-    @property
-    def corrupt_count(self) -> int:
-        return len(self.corrupt_lines) + self.invalid_rows
-
-    @staticmethod
-    def _valid(row: dict) -> bool:
-        return (isinstance(row.get("key"), str) and row.get("status") in CACHE_STATUSES
-                and isinstance(row.get("principles"), list))
-
-    def _end_with_newline(self) -> None:
-        """After a cut last line, start the next append on a fresh line."""
-        if self.path.exists() and self.path.stat().st_size:
-            with open(self.path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                last = f.read(1)
-            if last != b"\n":
-                with open(self.path, "ab") as f:
-                    f.write(b"\n")
-
-    def get(self, key: str) -> dict | None:
-        return self.entries.get(key)
-
-    def put(self, row: dict) -> None:
-        self.entries[row["key"]] = row
-        if self.path is not None:
-            append_jsonl(self.path, row, fsync=self.fsync)
-
-    def put_many(self, rows: list[dict]) -> None:
-        """Append several rows with one write and one fsync (group commit). A crash cuts at most
-        the last line, which the tolerant reader skips."""
-        for row in rows:
-            self.entries[row["key"]] = row
-        if self.path is not None and rows:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-                f.flush()
-                if self.fsync:
-                    os.fsync(f.fileno())
+        super().__init__(path, fsync, valid=lambda row: row.get("status") in CACHE_STATUSES
+                         and isinstance(row.get("principles"), list))
 
 
 # ---------------------------------------------------------------- running
@@ -864,48 +698,20 @@ def _cache_row(cfg: ExtractionConfig, key: str, text: str, answer: dict) -> dict
             "text_hash": stable_hash(text)[:16], "time": round(time.time(), 3), **answer}
 
 
-def _run_coroutine(coro):
-    """Run ``coro`` to completion, also from inside a running event loop (Jupyter)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-async def _cache_writer(cache: ExtractionCache, pending: asyncio.Queue) -> None:
-    """Write answers to the cache off the event loop: whatever is pending goes in one append and
-    one fsync in a worker thread (group commit), then each waiting worker is released. The loop
-    keeps sending and receiving while the disk syncs (an fsync takes milliseconds)."""
-    while True:
-        batch = [await pending.get()]
-        while not pending.empty():
-            batch.append(pending.get_nowait())
-        try:
-            await asyncio.to_thread(cache.put_many, [row for row, _ in batch])
-        except Exception as e:  # e.g. a full disk: every waiting worker raises it
-            for _, done in batch:
-                done.set_exception(e)
-        else:
-            for _, done in batch:
-                done.set_result(None)
-
-
-async def _ask_all(todo: dict[str, str], cfg: ExtractionConfig, cache: ExtractionCache, stats: Stats,
-                   on_done: Callable[[str], None]) -> None:
+async def _ask_all(client: ChatClient, todo: dict[str, str], cfg: ExtractionConfig, cache: ExtractionCache,
+                   stats: Stats, on_done: Callable[[str], None]) -> None:
     """Ask the endpoint for every (key -> text) with ``cfg.concurrency`` workers; cache each answer.
 
-    An item counts as done (``on_done``) only once its answer is durably in the cache.
+    An item counts as done (``on_done``) only once its answer is durably in the cache (group
+    commit, :meth:`JsonlCache.writer`). The first :class:`EndpointError` cancels every worker and
+    propagates: nothing more is sent.
     """
-    api_key = api_key_from_env(cfg)
     prompt = load_prompt(cfg.prompt_version)
-    client = ChatClient(cfg, api_key, stats)
     queue: asyncio.Queue = asyncio.Queue()
     for pair in todo.items():
         queue.put_nowait(pair)
     pending: asyncio.Queue = asyncio.Queue()
-    writer = asyncio.create_task(_cache_writer(cache, pending))
+    writer = asyncio.create_task(cache.writer(pending))
 
     async def worker() -> None:
         while True:
@@ -913,17 +719,24 @@ async def _ask_all(todo: dict[str, str], cfg: ExtractionConfig, cache: Extractio
                 key, text = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            answer = await ask_openai(client, prompt, text, cfg)
+            answer = await ask_openai(client, prompt, text, cfg, stats)
             written = asyncio.get_running_loop().create_future()
             pending.put_nowait((_cache_row(cfg, key, text, answer), written))
             await written
             on_done(key)
 
+    workers = [asyncio.create_task(worker()) for _ in range(min(cfg.concurrency, max(1, len(todo))))]
     try:
-        await asyncio.gather(*(worker() for _ in range(min(cfg.concurrency, max(1, len(todo))))))
+        done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()
     finally:
-        writer.cancel()
-        await client.aclose()
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        pending.put_nowait(None)  # answers already received are written before the run ends
+        await writer
 
 
 def run_extraction(items: list[dict], cfg: ExtractionConfig, cache_path: str | os.PathLike | None,
@@ -973,7 +786,12 @@ def run_extraction(items: list[dict], cfg: ExtractionConfig, cache_path: str | o
             cache.put(_cache_row(cfg, key, text, answer))
             on_done(key)
     elif todo:
-        _run_coroutine(_ask_all(todo, cfg, cache, stats, on_done))
+        cfg.preflight()  # seconds: the endpoint is reachable, serves cfg.model and takes the key
+        with ChatClient(cfg.endpoint()) as client:
+            try:
+                client.run(_ask_all(client, todo, cfg, cache, stats, on_done))
+            finally:
+                stats.requests, stats.http_retries = client.stats.requests, client.stats.retries
     rows = [_result_row(item, key, cache, cfg) for item, key in zip(items, keys)]
     return rows, _summary(rows, stats, cfg, time.time() - start)
 
@@ -1063,18 +881,19 @@ def config_from_args(args: argparse.Namespace) -> ExtractionConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (1: failure share above the threshold, 2: bad input)."""
+    """CLI entry point; returns the exit status (1: failure share above the threshold, 2: bad input,
+    a missing key or an unusable endpoint)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = config_from_args(args)
         if cfg.backend == "openai":
-            api_key_from_env(cfg)  # fail before reading anything when the key is missing
+            api_key(cfg.api_key_env, "--api-key-env")  # fail before reading anything when the key is missing
         items = feedback_items(read_feedback_jsonl(args.input))
-    except (ValueError, DataError) as e:
+        rows, summary = run_extraction(items, cfg, args.cache, progress=make_progress())
+    except (ValueError, DataError, EndpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rows, summary = run_extraction(items, cfg, args.cache, progress=make_progress())
     write_jsonl(args.out, rows)
     print(json.dumps({"out": str(args.out), **summary}), flush=True)
     if not summary["passed"]:

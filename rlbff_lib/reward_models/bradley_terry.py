@@ -33,11 +33,10 @@ import functools
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import ClassVar, Literal, Sequence
 
 from rlbff_lib.training.launch import TrainConfig, TrainJob, job_cli, quiet_libraries, run_trainer
-from rlbff_lib.reward_models.prompt import fit_conversation
-from rlbff_lib.reward_models.scoring import ScoreResult, as_messages, batched_forward
+from rlbff_lib.reward_models.prompt import encode_response
 
 STRENGTH_SOURCES = ("none", "ensemble", "annotator_spread")
 
@@ -54,6 +53,8 @@ class BTConfig(TrainConfig):
     margin_scale: strength → margin (reward units per strength unit).
     center_rewards_coefficient: TRL's penalty on (r_c + r_r)² (None: off).
     """
+
+    trl_kind: ClassVar[str] = "reward"  # trl.RewardConfig
 
     learning_rate: float = 3e-3
     num_train_epochs: float = 2.0
@@ -186,13 +187,6 @@ def flip_weakest(pairs: Sequence[dict], strength: Sequence[float], share: float
 # ------------------------------------------------------------------ data and training
 
 
-def encode_response(tokenizer, context: Sequence[dict], response: str, max_length: int | None
-                    ) -> tuple[list[int], bool]:
-    """Token ids of ``context + assistant response`` (no generation prompt), cut from the left."""
-    return fit_conversation(tokenizer, as_messages(context), [{"role": "assistant", "content": response}], max_length,
-                            add_generation_prompt=False)
-
-
 def build_pair_rows(pairs: Sequence[dict], tokenizer, max_length: int, margins: Sequence[float] | None = None
                     ) -> tuple[list[dict], int]:
     """Pairs → TRL-ready rows ``{"chosen_ids", "rejected_ids"[, "margin"]}``, and how many were cut."""
@@ -212,10 +206,10 @@ def _fit(cfg: BTConfig, model: str | Path, rows: list[dict], eval_rows: list[dic
          name: str, extra: dict, callbacks: list | None):
     """Build the trainer and run it; returns (training log, trainer)."""
     from datasets import Dataset
-    from trl import RewardConfig
 
-    args = RewardConfig(**cfg.trl_kwargs(output_dir / "checkpoints", has_eval=bool(eval_rows)),
-                        center_rewards_coefficient=cfg.center_rewards_coefficient)
+    from rlbff_lib.training.trl_config import trl_config
+
+    args = trl_config(cfg, output_dir / "checkpoints", has_eval=bool(eval_rows))
     trainer = reward_trainer_class()(
         model=str(model),
         args=args,
@@ -229,10 +223,13 @@ def _fit(cfg: BTConfig, model: str | Path, rows: list[dict], eval_rows: list[dic
 
 
 def pair_deltas(model, tokenizer, pairs: Sequence[dict], batch_size: int, max_length: int) -> list[float]:
-    """r(chosen) − r(rejected) per pair under a BT model."""
+    """r(chosen) − r(rejected) per pair under a BT model (:class:`rlbff_lib.reward_models.scorers.Scorer`)."""
+    from rlbff_lib.reward_models.scorers import Scorer
+
+    scorer = Scorer("bt", model, tokenizer, max_length=max_length, batch_size=batch_size)
     conv = [p["context"] for p in pairs]
-    chosen = bt_score(conv, [p["chosen"] for p in pairs], model, tokenizer, batch_size, max_length).scores
-    rejected = bt_score(conv, [p["rejected"] for p in pairs], model, tokenizer, batch_size, max_length).scores
+    chosen = scorer(conv, [p["chosen"] for p in pairs]).scores
+    rejected = scorer(conv, [p["rejected"] for p in pairs]).scores
     return [c - r for c, r in zip(chosen, rejected)]
 
 
@@ -302,45 +299,7 @@ def train_bt(cfg: BTConfig, model: str | Path, train_pairs: Sequence[dict], outp
     return record
 
 
-# ------------------------------------------------------------------ scoring
-
-
-def load_bt_scorer(path: str | Path):
-    """(sequence-classification model, tokenizer) of a trained BT folder, in eval mode."""
-    from transformers import AutoModelForSequenceClassification
-
-    from rlbff_lib.models.lm import attn_implementation, device_and_dtype
-    from rlbff_lib.models.tokenizer import load_tokenizer
-
-    device, dtype = device_and_dtype()
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(path), dtype=dtype, use_safetensors=True, trust_remote_code=False,
-        attn_implementation=attn_implementation())
-    return model.to(device).eval(), load_tokenizer(path)
-
-
-def bt_score(conversations: Sequence[str | Sequence[dict]], responses: Sequence[str], model, tokenizer,
-             batch_size: int = 8, max_length: int | None = 4096) -> ScoreResult:
-    """Scalar BT rewards of ``responses`` (N) to ``conversations`` (N), in input order.
-
-    Same batching as :func:`rlbff_lib.reward_models.scoring.score` (length-sorted, left-padded, position ids
-    from the first real token); the conversation is cut from the left to ``max_length``.
-    The BT model sees the response ALONE, without any principle: to use it on principle
-    items, score each item's response and compare with a threshold fitted on validation
-    items (:func:`fit_threshold`), i.e. Yes when reward > threshold.
-    """
-    if len(conversations) != len(responses):
-        raise ValueError(f"conversations: {len(conversations)} given for {len(responses)} responses")
-    encoded = [encode_response(tokenizer, c, r, max_length) for c, r in zip(conversations, responses)]
-
-    def reward(model, ids, mask, pos):
-        return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits[:, 0]
-
-    pad_id = model.config.get_text_config().pad_token_id
-    if pad_id is None:
-        pad_id = tokenizer.pad_token_id
-    scores = batched_forward(model, [ids for ids, _ in encoded], pad_id, batch_size, reward)
-    return ScoreResult(scores=scores, truncated=[t for _, t in encoded])
+# ------------------------------------------------------------------ a principle-blind model on principle items
 
 
 def fit_threshold(scores: Sequence[float], labels: Sequence[bool | str]) -> tuple[float, float]:

@@ -1,35 +1,48 @@
-"""The generative principle reward model (GenRM) of RLBFF: reasoning, then "Final Judgement: Yes|No".
+"""The generative principle reward model (GenRM) of RLBFF: it reasons, then ends with "Final Judgement: Yes|No".
+
+One judgement token, read the way NVIDIA's code reads it, in training, scoring and serving alike.
 
 Format (reference §4): the conversation, the assistant response, then a message with role
-``principle`` holding the principle, rendered with the chat template and the generation prompt
-(like the scalar RM, :func:`rlbff_lib.reward_models.scalar.fit_conversation`, which passes
-``enable_thinking=False``: Qwen3 writes its reasoning as the answer, after an empty think block).
-The model writes its reasoning and ends with ``Final Judgement: Yes`` or ``Final Judgement: No``,
-then end of sequence. Qwen's own template silently drops unknown roles: :func:`ensure_principle_role`
-checks, and patches such a template so the principle is rendered.
+``principle`` holding the principle, rendered with the chat template and the generation prompt.
+Qwen's own template silently drops unknown roles: :func:`ensure_principle_role` checks, and
+patches such a template so the principle is rendered. Thinking mode is ONE parameter,
+``GenRMConfig.enable_thinking``: :func:`prepare_tokenizer` pins it into the chat template
+(``{%- set enable_thinking = ... %}``), and the template is saved with the trained model, so
+scoring (:func:`genrm_score`), ``rm_eval`` and the judge server (``vllm serve`` of the model
+folder, or :mod:`rlbff_lib.reward_models.genrm_server`) render exactly what training rendered.
 
-Score (scoring and the GRPO reward share one reader, :func:`judgement_logprob_diffs`): at the
-judgement token, i.e. the position right after the last ``Final Judgement:``, the model's
-next-token distribution (temperature 1) gives ``d = log P(" Yes") − log P(" No")`` (nats).
+The judgement token (NVIDIA NeMo-RL, branch ``jiaqiz/nemo-posttraining-principle-rm`` at commit
+0ba5d6de6eb7e995be2e43571e7b48632fd09969: ``nemo_rl/models/generation/vllm.py``
+``_get_yes_no_logprobs_for_sequences`` and ``nemo_rl/environments/principle_genrm_environment.py``):
+the LAST generated token before end of sequence (NeMo-RL re-runs ``sequence[:-2]`` and reads the
+next-token distribution, temperature 1, top-20 log-probabilities). With
+``d = log P(" Yes") − log P(" No")`` there (nats; leading spaces, as NeMo-RL's token ids):
 
-- scoring: ``score = d``; −50 when no judgement is written or " Yes"/" No" is not among the
-  top-20 log-probabilities there.
-- GRPO reward with ground-truth label g: ``log P(g) − log P(not g)`` = ``d`` for Yes, ``−d`` for
-  No; −50 in the same two cases, and floored at −50 (writing no judgement never beats writing
-  one). Accuracy = share of rewards > 0, logged as ``accuracy``.
+- GRPO reward with label g (:class:`JudgementReward`, ``PrincipleGenrmVerifyWorker.calculate_rewards``):
+  ``d`` for Yes, ``−d`` for No; −50 when " Yes" or " No" is not among the top-20 there. No
+  "Final Judgement:" text is required: any completion ending in a token whose distribution
+  ranks both answers gives a graded reward, so GRPO from a base model gets reward variance as
+  soon as some completions end that way. Accuracy = share of rewards > 0 (NeMo-RL's
+  ``principle_genrm_accuracy``). Ours: a completion cut at ``max_completion_length`` (no EOS)
+  has no token before EOS and scores −50 (NeMo-RL reads its second-to-last token anyway).
+- scoring (the model card: "the token before end of sequence; a missing token is clipped to
+  −50"): ``score = d`` of the greedy completion; −50 when it has no EOS or either answer is
+  outside the top-20.
+- as the alignment judge (NeMo-RL ``principle_genrm_for_rlhf_environment.py``,
+  :func:`rlhf_judge_reward`): ``d`` at the generated token before EOS, 0.0 (not −50) when
+  "Final Judgement:" is not in the text or either answer is outside the top-20.
 
 Training, two stages (either can be skipped, :class:`GenRMConfig` ``stages``):
 1. ``sft`` warm start (TRL ``SFTTrainer``, loss on the completion only): completions are
-   reasoning + ``"\\nFinal Judgement: X"``; in the smoke world the reasoning is written from the
-   ground truth (:func:`attach_reasoning`, ``world.reasoning``), otherwise a generic sentence.
-2. ``grpo`` (TRL ``GRPOTrainer``) with :class:`JudgementReward`. The reward needs the current
-   policy's log-probabilities at the judgement token: TRL 1.16 hands a reward function only the
-   texts and completion token ids (HF generation returns no log-probabilities), so the reward runs
-   one extra no-grad forward pass of the trainer's model on prompt + completion up to the
-   judgement, at temperature 1 (NVIDIA's NeMo-RL reads the inference engine's generation
-   log-probabilities instead: the same quantity from another kernel, free but only for the
-   sampled positions). All ranks run the same number of forward batches, so ZeRO-3 parameter
-   gathering stays in lockstep.
+   reasoning + ``"\\nFinal Judgement: X"`` (inside / after a think block per ``enable_thinking``).
+   The reasoning comes from what a real run has: the extraction's evidence quote for the item's
+   principle (``data/principles/candidates.jsonl``, :func:`attach_reasoning`), else one generic
+   sentence; never from the synthetic world's ground truth.
+2. ``grpo`` (TRL ``GRPOTrainer``) with :class:`JudgementReward`. TRL 1.16 hands a reward function
+   only texts and completion token ids (HF generation returns no log-probabilities), so the reward
+   runs one extra no-grad forward pass of the trainer's model on prompt + completion up to the
+   judgement token, at temperature 1: the same extra pass NeMo-RL makes with vLLM. All ranks run
+   the same number of forward batches, so ZeRO-3 parameter gathering stays in lockstep.
 
 Output folder of :func:`train_genrm`::
 
@@ -44,12 +57,11 @@ Command line (one process, or several through :func:`rlbff_lib.training.launch.l
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 from rlbff_lib.training.launch import GRPOSettings, TrainConfig, TrainJob, job_cli, run_trainer
 from rlbff_lib.core.progress import log, progress
@@ -58,10 +70,12 @@ from rlbff_lib.reward_models.prompt import fit_conversation
 MARKER = "Final Judgement:"
 PRINCIPLE_ROLE = "principle"
 MISSING_REWARD = -50.0
+RLHF_MISSING_REWARD = 0.0
 TOP_LOGPROBS = 20
 ANSWERS = ("Yes", "No")
 _JUDGEMENT_RE = re.compile(r"Final Judgement:\s*(Yes|No)\b")
 _PROBE = "PRINCIPLE-ROLE-PROBE"
+_PIN_RE = re.compile(r"^\{%- set enable_thinking = (true|false) %\}\n")
 
 
 # ------------------------------------------------------------------ format
@@ -108,12 +122,39 @@ def ensure_principle_role(tokenizer) -> bool:
     return True
 
 
+def pin_thinking(tokenizer, enable_thinking: bool) -> None:
+    """Fix the template's ``enable_thinking`` (replacing an earlier pin): whatever a caller passes,
+    the rendered prompt is the trained one. Qwen3 templates read the flag (off: an empty think
+    block after the generation prompt; on: the model opens its own ``<think>``); others ignore it."""
+    template = tokenizer.chat_template
+    if not isinstance(template, str):
+        raise ValueError("chat template: the tokenizer has no single chat template to pin enable_thinking in")
+    tokenizer.chat_template = (f"{{%- set enable_thinking = {'true' if enable_thinking else 'false'} %}}\n"
+                               + _PIN_RE.sub("", template))
+
+
+def pinned_thinking(tokenizer) -> bool | None:
+    """The ``enable_thinking`` pinned in the template (None when nothing is pinned)."""
+    m = _PIN_RE.match(tokenizer.chat_template or "") if isinstance(tokenizer.chat_template, str) else None
+    return None if m is None else m.group(1) == "true"
+
+
+def prepare_tokenizer(name_or_path: str | Path, enable_thinking: bool):
+    """The GenRM's tokenizer: loaded, the principle role rendered, thinking mode pinned."""
+    from rlbff_lib.models.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(name_or_path)
+    ensure_principle_role(tokenizer)
+    pin_thinking(tokenizer, enable_thinking)
+    return tokenizer
+
+
 def encode_genrm_prompt(tokenizer, context: Sequence[dict], response: str, principle: str,
                         max_length: int | None) -> tuple[list[int], bool]:
     """Token ids of the GenRM prompt (ending with the generation prompt), and whether it was cut.
 
     Over-long conversations lose their oldest turns first; the response and the principle
-    message stay whole while they fit (see :func:`rlbff_lib.reward_models.scalar.fit_conversation`).
+    message stay whole while they fit (see :func:`rlbff_lib.reward_models.prompt.fit_conversation`).
     """
     tail = [{"role": "assistant", "content": response}, {"role": PRINCIPLE_ROLE, "content": principle}]
     return fit_conversation(tokenizer, context, tail, max_length, add_generation_prompt=True)
@@ -132,10 +173,17 @@ def prompt_text(tokenizer, ids: Sequence[int]) -> str:
     return text
 
 
-def judgement_completion(reasoning: str, label: str) -> str:
-    """The completion the GenRM is trained to write: reasoning, newline, ``Final Judgement: {label}``."""
+def judgement_completion(reasoning: str, label: str, enable_thinking: bool = False) -> str:
+    """The completion the GenRM is trained to write: reasoning, then ``Final Judgement: {label}``.
+
+    Thinking mode: ``<think>\\n{reasoning}\\n</think>\\n\\nFinal Judgement: {label}`` (Qwen3's layout of
+    an answer after its thoughts); otherwise ``{reasoning}\\nFinal Judgement: {label}`` (after the
+    template's empty think block).
+    """
     if label not in ANSWERS:
         raise ValueError(f"label: must be Yes or No, got {label!r}")
+    if enable_thinking:
+        return f"<think>\n{reasoning.strip()}\n</think>\n\n{MARKER} {label}"
     return f"{reasoning.rstrip()}\n{MARKER} {label}"
 
 
@@ -145,83 +193,89 @@ def parse_judgement(text: str) -> str | None:
     return found[-1] if found else None
 
 
-def judgement_position(tokenizer, completion_ids: Sequence[int]) -> int | None:
-    """Index in ``completion_ids`` of the judgement token: the one right after the last ``Final Judgement:``.
+def stop_token_ids(tokenizer, model=None) -> list[int]:
+    """End-of-sequence ids: the tokenizer's EOS and the model's ``generation_config.eos_token_id``."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update([] if eos is None else [eos] if isinstance(eos, int) else eos)
+    return sorted(ids)
 
-    Returns ``j`` such that ``decode(completion_ids[:j])`` ends with the marker (``j`` may equal
-    ``len(completion_ids)`` when generation stopped right after it), or None when no marker is
-    written or the marker's last token also holds the following text. Binary search over
-    prefix decodes: O(n log n) decoded tokens for a completion of n tokens.
-    """
-    ids = list(completion_ids)
-    decode = lambda k: tokenizer.decode(ids[:k], skip_special_tokens=True)
-    n = decode(len(ids)).count(MARKER)
-    if n == 0:
-        return None
-    lo, hi = 1, len(ids)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if decode(mid).count(MARKER) >= n:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo if decode(lo).endswith(MARKER) else None
+
+def judgement_index(completion_ids: Sequence[int], stop_ids: Sequence[int]) -> int | None:
+    """Index in ``completion_ids`` of the judgement token: the token right before the first
+    end-of-sequence token. None when the completion has no EOS (cut at its length limit) or
+    starts with it (no token before EOS)."""
+    stops = set(stop_ids)
+    end = next((k for k, t in enumerate(completion_ids) if t in stops), None)
+    return None if end is None or end == 0 else end - 1
 
 
 # ------------------------------------------------------------------ warm-start data
 
 
 def generic_reasoning(principle: str, label: str) -> str:
-    """The fallback reasoning of an item without a checkable property: one short sentence."""
+    """The fallback reasoning of an item without evidence: one short sentence."""
     verdict = "satisfies" if label == "Yes" else "does not satisfy"
     return f'Judged against the principle as stated, the response {verdict} the principle "{principle}".'
 
 
-def attach_reasoning(items: Sequence[dict], truth: Sequence[dict]) -> tuple[list[dict], dict]:
-    """Copies of RM ``items`` with ``sft_completion`` (reasoning + judgement) for the SFT warm start.
+def evidence_reasoning(principle: str, label: str, evidence: str) -> str:
+    """Reasoning from the extraction's evidence quote (what an annotator wrote about the response)."""
+    verdict = "satisfies" if label == "Yes" else "does not satisfy"
+    return f'{evidence.strip()} So the response {verdict} the principle "{principle}".'
 
-    Items whose ``property`` is a world property and whose ``record_id`` (else ``prompt_id``) has a truth row get the
-    world's evidence-based reasoning (``world.reasoning`` on the response, with the truth row's
-    ``prompt_info`` and the item's principle as phrasing) and the checker's verdict; the others
-    get :func:`generic_reasoning` and their label. Returns (items, counts): ``world``, ``generic``,
-    and ``label_disagrees`` (world items whose checker verdict differs from their label).
+
+def _candidate_key(record_id, response_index, principle: str) -> tuple:
+    return str(record_id), str(response_index), " ".join(str(principle).split()).lower()
+
+
+def attach_reasoning(items: Sequence[dict], candidates: Sequence[dict] = ()) -> tuple[list[dict], dict]:
+    """Copies of RM ``items`` with ``sft_reasoning`` for the SFT warm start (training data only).
+
+    ``candidates``: the principles stage's ``candidates.jsonl`` (every extracted principle with
+    ``record_id``, ``response`` (1 or 2), ``principle``, ``evidence``, ``fulfillment``, ``fate``).
+    An item whose (``record_id``, ``response_index``, principle) has a kept candidate with the
+    item's label gets that candidate's evidence as reasoning (:func:`evidence_reasoning`); the
+    others get :func:`generic_reasoning`. Nothing here reads the synthetic world's ground truth.
+    Returns (items, counts): ``evidence``, ``generic``.
     """
-    from rlbff_lib.synthetic.world import PROPERTIES, reasoning
-
-    info = {t["id"]: t["prompt_info"] for t in truth}
-    out, counts = [], {"world": 0, "generic": 0, "label_disagrees": 0}
+    evidence: dict[tuple, str] = {}
+    for c in candidates:
+        if c.get("fate") == "kept" and c.get("evidence") and c.get("fulfillment") in ANSWERS:
+            evidence.setdefault((*_candidate_key(c.get("record_id"), c.get("response"), c.get("principle", "")),
+                                 c["fulfillment"]), c["evidence"])
+    out, counts = [], {"evidence": 0, "generic": 0}
     for it in items:
         if it["label"] not in ANSWERS:
             raise ValueError(f"item {it.get('item_id')}: label must be Yes or No, got {it['label']!r}")
-        prop = it.get("property")
-        record = it.get("record_id") if it.get("record_id") in info else it.get("prompt_id")
-        if prop in PROPERTIES and record in info:
-            text, holds = reasoning(prop, it["response"], info[record], it["principle"])
-            verdict = "Yes" if holds else "No"
-            counts["world"] += 1
-            counts["label_disagrees"] += verdict != it["label"]
+        quote = evidence.get((*_candidate_key(it.get("record_id"), it.get("response_index"), it["principle"]),
+                              it["label"]))
+        if quote:
+            text = evidence_reasoning(it["principle"], it["label"], quote)
+            counts["evidence"] += 1
         else:
-            text, verdict = generic_reasoning(it["principle"], it["label"]), it["label"]
+            text = generic_reasoning(it["principle"], it["label"])
             counts["generic"] += 1
-        out.append({**it, "sft_completion": judgement_completion(text, verdict)})
+        out.append({**it, "sft_reasoning": text})
     return out, counts
 
 
-def build_sft_rows(items: Sequence[dict], tokenizer, max_length: int) -> tuple[list[dict], int]:
+def build_sft_rows(items: Sequence[dict], tokenizer, max_length: int,
+                   enable_thinking: bool = False) -> tuple[list[dict], int]:
     """RM items → tokenized prompt–completion rows for ``SFTTrainer``, and the number of cut prompts.
 
     Row: ``input_ids`` [L] = prompt ids + completion ids + EOS; ``labels`` [L] = -100 on the
-    prompt, the ids elsewhere (loss on the completion and EOS only). The completion is the
-    item's ``sft_completion`` (see :func:`attach_reasoning`), else :func:`generic_reasoning` with
-    its label. Prompts are cut from the left so that L <= ``max_length``.
+    prompt, the ids elsewhere (loss on the completion and EOS only). The completion is
+    :func:`judgement_completion` of the item's ``sft_reasoning`` (see :func:`attach_reasoning`,
+    else :func:`generic_reasoning`) and label. Prompts are cut from the left so that L <= ``max_length``.
     """
     eos = tokenizer.eos_token_id
     rows, cut = [], 0
     for it in items:
         if it["label"] not in ANSWERS:
             raise ValueError(f"item {it.get('item_id')}: label must be Yes or No, got {it['label']!r}")
-        text = it.get("sft_completion") or judgement_completion(generic_reasoning(it["principle"], it["label"]),
-                                                                it["label"])
+        reasoning = it.get("sft_reasoning") or generic_reasoning(it["principle"], it["label"])
+        text = judgement_completion(reasoning, it["label"], enable_thinking)
         completion = tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
         budget = max_length - len(completion)
         if budget < 16:
@@ -246,7 +300,7 @@ def judgement_logprob_diffs(model, tokenizer, seqs: Sequence[Sequence[int]], bat
     create inference tensors); the results come back in input order."""
     import torch
 
-    from rlbff_lib.reward_models.scoring import left_pad, length_batches
+    from rlbff_lib.models.batching import left_pad, length_batches
     from rlbff_lib.models.tokenizer import answer_token_ids
 
     if batch_size < 1:
@@ -275,15 +329,16 @@ def judgement_logprob_diffs(model, tokenizer, seqs: Sequence[Sequence[int]], bat
 
 
 class JudgementReward:
-    """The GRPO reward of the paper, as a TRL 1.16 reward function.
+    """The GenRM's GRPO reward (NeMo-RL's, see the module docstring) as a TRL 1.16 reward function.
 
     TRL calls ``reward(prompts=..., completions=..., completion_ids=..., label=..., log_metric=...,
     **other dataset columns)`` with N completions (prompt strings, decoded completions,
-    completion token ids without padding, the items' labels). Returns N floats: with label g,
-    ``log P(g) − log P(not g)`` at the judgement token under the current policy, floored at
-    ``missing_reward``; ``missing_reward`` when no judgement is written or " Yes"/" No" is not in
-    the top ``top_k``. Set ``model`` to the trainer's model after building the trainer.
-    Logs ``accuracy`` (share of rewards > 0) and ``judgement_missing`` (share without a readable judgement).
+    completion token ids up to and including the first EOS, the items' labels). Returns N
+    floats: with label g, ``log P(g) − log P(not g)`` at the token before EOS under the current
+    policy; ``missing_reward`` when the completion has no EOS or " Yes"/" No" is not in the top
+    ``top_k`` there. Set ``model`` to the trainer's model after building the trainer.
+    Logs ``accuracy`` (share of rewards > 0), ``judgement_missing`` (share scored
+    ``missing_reward``) and ``marker_rate`` (share whose text holds ``Final Judgement: Yes|No``).
     """
 
     __name__ = "genrm_judgement"  # TRL names the reward metrics after it
@@ -297,18 +352,37 @@ class JudgementReward:
         if self.model is None:
             raise RuntimeError("JudgementReward.model is not set: assign the trainer's model after building it")
         prompt_ids = self.tokenizer(text=list(prompts))["input_ids"]  # exactly what TRL generated from
-        positions = [judgement_position(self.tokenizer, c) for c in completion_ids]
-        # every completion gets a forward pass (the full sequence when it has no judgement), so that all
+        stops = stop_token_ids(self.tokenizer, self.model)
+        positions = [judgement_index(c, stops) for c in completion_ids]
+        # every completion gets a forward pass (the full sequence when it has no judgement token), so that all
         # ranks of a distributed run make the same number of calls
         seqs = [list(p) + list(c[:j] if j is not None else c) for p, c, j in zip(prompt_ids, completion_ids, positions)]
         diffs = judgement_logprob_diffs(self.model, self.tokenizer, seqs, self.batch_size, self.top_k)
         missing = [j is None or math.isnan(d) for d, j in zip(diffs, positions)]
-        rewards = [self.missing_reward if m else max(self.missing_reward, d if g == "Yes" else -d)
-                   for d, m, g in zip(diffs, missing, label)]
+        rewards = [self.missing_reward if m else (d if g == "Yes" else -d) for d, m, g in zip(diffs, missing, label)]
         if log_metric is not None and rewards:
+            texts = [c if isinstance(c, str) else str(c) for c in completions]
             log_metric("accuracy", sum(r > 0 for r in rewards) / len(rewards))
             log_metric("judgement_missing", sum(missing) / len(rewards))
+            log_metric("marker_rate", sum(parse_judgement(t) is not None for t in texts) / len(rewards))
         return rewards
+
+
+def rlhf_judge_reward(text: str | None, tokens: Sequence[dict] | None, finish_reason: str | None) -> float:
+    """The GenRM's reward as the alignment judge (NeMo-RL ``principle_genrm_for_rlhf_environment.py``,
+    ``verify_with_principle``): log P(" Yes") − log P(" No") read from the top log-probabilities of
+    the generated token before EOS; 0.0 (not −50) when ``Final Judgement:`` is not in ``text``, the
+    generation did not end (``finish_reason`` other than ``stop``) or either answer is missing there.
+
+    ``tokens``: the generated tokens as ``{"token", "logprob", "top": [{"token", "logprob"}]}``, the
+    EOS token last (as the vLLM engine and :mod:`rlbff_lib.reward_models.genrm_server` return them).
+    """
+    if MARKER not in (text or "") or finish_reason != "stop" or not tokens or len(tokens) < 2:
+        return RLHF_MISSING_REWARD
+    top = {t["token"]: t["logprob"] for t in tokens[-2]["top"]}
+    if " Yes" not in top or " No" not in top:
+        return RLHF_MISSING_REWARD
+    return float(top[" Yes"] - top[" No"])
 
 
 # ------------------------------------------------------------------ scoring
@@ -318,9 +392,9 @@ class JudgementReward:
 class GenRMScoreResult:
     """GenRM scores of N inputs, in input order.
 
-    scores: N floats, log P(" Yes") − log P(" No") at the judgement token (nats; > 0 means Yes),
-    −50 when the judgement is missing. texts: the N generated completions (special tokens removed).
-    judged: N flags, a readable judgement was found. truncated: N flags, the prompt was cut from the left.
+    scores: N floats, log P(" Yes") − log P(" No") at the token before EOS (nats; > 0 means Yes),
+    −50 when missing. texts: the N generated completions (special tokens removed).
+    judged: N flags, a score was read. truncated: N flags, the prompt was cut from the left.
     """
 
     scores: list[float]
@@ -339,18 +413,18 @@ class GenRMScoreResult:
 
 def generate_completions(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                          batch_size: int = 8) -> list[list[int]]:
-    """Greedy completions (token ids, cut before the first end-of-sequence token) of ``prompts``.
+    """Greedy completions (token ids, up to and including the first end-of-sequence token) of ``prompts``.
 
-    Length-sorted batches of ``batch_size``, left-padded; results in input order.
+    Length-sorted batches of ``batch_size``, left-padded; results in input order. A completion
+    that reached ``max_new_tokens`` has no EOS.
     """
     import torch
 
-    from rlbff_lib.reward_models.scoring import left_pad, length_batches
+    from rlbff_lib.models.batching import left_pad, length_batches
 
     if batch_size < 1:
         raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
-    eos = model.generation_config.eos_token_id
-    stop = sorted({tokenizer.eos_token_id, *([] if eos is None else [eos] if isinstance(eos, int) else eos)})
+    stop = stop_token_ids(tokenizer, model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = model.get_input_embeddings().weight.device
     out: list[list[int]] = [[] for _ in prompts]
@@ -364,8 +438,8 @@ def generate_completions(model, tokenizer, prompts: Sequence[Sequence[int]], max
                 gen = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
                                      pad_token_id=pad_id, eos_token_id=stop, temperature=None, top_p=None, top_k=None)
                 for i, row in zip(idx, gen[:, ids.size(1):].tolist()):
-                    cut = next((k for k, t in enumerate(row) if t in stop), len(row))
-                    out[i] = row[:cut]
+                    end = next((k for k, t in enumerate(row) if t in stop), None)
+                    out[i] = row if end is None else row[:end + 1]
     finally:
         model.train(was_training)
     return out
@@ -378,13 +452,13 @@ def genrm_score(conversations: Sequence[str | Sequence[dict]], responses: Sequen
     """GenRM scores of ``responses`` (N) to ``conversations`` (N) under ``principles`` (one or N).
 
     Greedy generation of at most ``max_new_tokens`` tokens, then one forward pass on prompt +
-    completion up to the judgement token; score = log P(" Yes") − log P(" No") there, or
-    ``missing_score`` when no judgement is written or either answer is outside the top ``top_k``.
+    completion up to the token before EOS; score = log P(" Yes") − log P(" No") there, or
+    ``missing_score`` when the completion has no EOS or either answer is outside the top ``top_k``.
     Deterministic for a given model (greedy decoding, padding-independent positions). The
     tokenizer's chat template is patched in place if it drops the principle role
-    (:func:`ensure_principle_role`).
+    (:func:`ensure_principle_role`); its pinned thinking mode (:func:`pin_thinking`) is used as saved.
     """
-    from rlbff_lib.reward_models.scoring import as_messages, per_response
+    from rlbff_lib.reward_models.prompt import as_messages, per_response
 
     principles = per_response(conversations, responses, principles)
     ensure_principle_role(tokenizer)
@@ -392,7 +466,8 @@ def genrm_score(conversations: Sequence[str | Sequence[dict]], responses: Sequen
                for c, r, p in zip(conversations, responses, principles)]
     prompts = [ids for ids, _ in encoded]
     completions = generate_completions(model, tokenizer, prompts, max_new_tokens, batch_size)
-    positions = [judgement_position(tokenizer, c) for c in completions]
+    stops = stop_token_ids(tokenizer, model)
+    positions = [judgement_index(c, stops) for c in completions]
     found = [i for i, j in enumerate(positions) if j is not None]
     diffs = judgement_logprob_diffs(model, tokenizer, [prompts[i] + completions[i][:positions[i]] for i in found],
                                     batch_size, top_k)
@@ -406,7 +481,7 @@ def genrm_score(conversations: Sequence[str | Sequence[dict]], responses: Sequen
 
 def evaluate_genrm(model, tokenizer, items: Sequence[dict], max_new_tokens: int, batch_size: int,
                    max_prompt_length: int | None) -> dict:
-    """Accuracy of the GenRM on RM items: correct = judgement readable and (score > 0) == (label == Yes).
+    """Accuracy of the GenRM on RM items: correct = a score was read and (score > 0) == (label == Yes).
 
     Returns ``{"n", "accuracy", "missing_rate", "majority", "format_rate"}`` (shares in [0, 1];
     ``format_rate``: completions that contain ``Final Judgement: Yes|No`` as text).
@@ -447,8 +522,9 @@ class GenRMGRPOConfig(GRPOSettings):
     Paper template: LR 2e-6, 32 prompts × 16 generations, KL 0.01, clip 0.2 / 0.28.
     max_prompt_length: prompt tokens, cut from the left of the conversation.
 
-    GenRM's own: missing_reward: reward without a readable judgement (−50). top_logprobs: " Yes"/" No"
-    must be among these (20). reward_batch_size: sequences per reward forward pass.
+    GenRM's own: missing_reward: reward without a judgement token (no EOS) or with " Yes"/" No"
+    outside the top ``top_logprobs`` there (−50, NeMo-RL's). top_logprobs: 20 (vLLM's maximum,
+    NeMo-RL's). reward_batch_size: sequences per reward forward pass.
     """
 
     learning_rate: float = 2e-4
@@ -476,13 +552,16 @@ class GenRMGRPOConfig(GRPOSettings):
 class GenRMConfig:
     """The GenRM training run: ``stages`` in order ("sft" warm start, then "grpo"), their configs,
     and evaluation on held-out items after each stage (greedy, ``eval_max_new_tokens`` tokens,
-    ``eval_batch_size`` sequences per batch)."""
+    ``eval_batch_size`` sequences per batch). enable_thinking: the GenRM's thinking mode, pinned
+    into its chat template (:func:`prepare_tokenizer`) and so shared by training, scoring and
+    serving; the warm-start completions put their reasoning in a think block when on."""
 
     sft: GenRMSFTConfig = field(default_factory=GenRMSFTConfig)
     grpo: GenRMGRPOConfig = field(default_factory=GenRMGRPOConfig)
     stages: list[str] = field(default_factory=lambda: ["sft", "grpo"])
     eval_max_new_tokens: int = 96
     eval_batch_size: int = 16
+    enable_thinking: bool = False
 
     def __post_init__(self):
         if isinstance(self.sft, dict):
@@ -509,22 +588,21 @@ def _evaluate_trainer(trainer, tokenizer, eval_items, cfg: GenRMConfig, max_prom
 
 
 def train_sft(cfg: GenRMSFTConfig, model: str | Path, items: Sequence[dict], output_dir: str | Path,
-              callbacks: list | None = None) -> tuple[dict, object, object]:
+              callbacks: list | None = None, enable_thinking: bool = False) -> tuple[dict, object, object]:
     """SFT warm start of the causal LM at ``model`` on ``items``; returns (record, trainer, tokenizer).
 
     Writes ``output_dir/{checkpoints,model,training_log.json}`` (resumes from the newest complete
-    checkpoint). Call on every process of a distributed run.
+    checkpoint); the saved tokenizer carries the pinned thinking mode. Call on every process.
     """
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
-    from rlbff_lib.models.tokenizer import load_tokenizer
+    from rlbff_lib.training.trl_config import trl_config
 
     output_dir = Path(output_dir)
-    tokenizer = load_tokenizer(model)
-    ensure_principle_role(tokenizer)
-    rows, cut = build_sft_rows(items, tokenizer, cfg.max_length)
-    trainer = SFTTrainer(model=str(model), args=SFTConfig(**cfg.trl_kwargs(output_dir / "checkpoints", has_eval=False)),
+    tokenizer = prepare_tokenizer(model, enable_thinking)
+    rows, cut = build_sft_rows(items, tokenizer, cfg.max_length, enable_thinking)
+    trainer = SFTTrainer(model=str(model), args=trl_config(cfg, output_dir / "checkpoints"),
                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks)
     record = run_trainer(trainer, output_dir, "genrm_sft", {"n_train": len(rows), "train_truncated": cut})
     return record, trainer, tokenizer
@@ -549,24 +627,24 @@ def build_grpo_rows(items: Sequence[dict], tokenizer, max_prompt_length: int) ->
 
 
 def train_grpo(cfg: GenRMGRPOConfig, model: str | Path, items: Sequence[dict], output_dir: str | Path,
-               callbacks: list | None = None) -> tuple[dict, object, object]:
+               callbacks: list | None = None, enable_thinking: bool = False) -> tuple[dict, object, object]:
     """GRPO of the causal LM at ``model`` with :class:`JudgementReward`; returns (record, trainer, tokenizer).
 
     Writes ``output_dir/{checkpoints,model,training_log.json}``; the log's ``train`` curve holds,
-    per logging step, ``loss``, ``reward`` (mean), ``reward_std``, ``accuracy``,
-    ``judgement_missing``, ``kl``, ``completions/mean_length``, ... Call on every process.
+    per logging step, ``loss``, ``reward`` (mean), ``reward_std``, ``frac_reward_zero_std`` (share
+    of groups whose rewards are all equal: no learning signal), ``accuracy``, ``judgement_missing``,
+    ``marker_rate``, ``kl``, ``completions/mean_length``, ... Call on every process.
     """
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
-    from rlbff_lib.models.tokenizer import load_tokenizer
+    from rlbff_lib.training.trl_config import trl_config
 
     output_dir = Path(output_dir)
-    tokenizer = load_tokenizer(model)
-    ensure_principle_role(tokenizer)
+    tokenizer = prepare_tokenizer(model, enable_thinking)
     rows, cut = build_grpo_rows(items, tokenizer, cfg.max_prompt_length)
     reward = JudgementReward(tokenizer, cfg.missing_reward, cfg.top_logprobs, cfg.reward_batch_size)
-    args = GRPOConfig(**cfg.trl_kwargs(output_dir / "checkpoints"))
+    args = trl_config(cfg, output_dir / "checkpoints")
     trainer = GRPOTrainer(model=str(model), reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer, callbacks=callbacks)
     reward.model = trainer.model  # the policy being trained (its plain forward; TRL's fused head is opt-in)
@@ -574,39 +652,34 @@ def train_grpo(cfg: GenRMGRPOConfig, model: str | Path, items: Sequence[dict], o
     return record, trainer, tokenizer
 
 
-def _finished(stage_dir: Path) -> dict | None:
-    """The stage's training log when the stage completed (the log is written after the final model)."""
-    try:
-        record = json.loads((stage_dir / "training_log.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return record if (stage_dir / "model").is_dir() else None
-
-
 def train_genrm(cfg: GenRMConfig, model: str | Path, items: Sequence[dict], output_dir: str | Path,
                 eval_items: Sequence[dict] | None = None) -> dict:
     """Train the GenRM: the configured stages in order, each from the previous stage's model.
 
-    A completed stage (its ``training_log.json`` present) is not run again; an interrupted one
-    resumes from its newest complete checkpoint. With ``eval_items``, each stage's record gets
+    A finished stage (:func:`rlbff_lib.training.runs.finished_run` of its folder) is not run again; an
+    interrupted one resumes from its newest complete checkpoint. With ``eval_items``, each stage's record gets
     ``extra.eval`` (:func:`evaluate_genrm`). Writes ``output_dir/training_log.json``
     ``{"stages": {name: record}, "model_dir": final model}``; returns it. Call on every process.
     """
+    from dataclasses import asdict
+
     from accelerate import PartialState
 
     from rlbff_lib.core.io import write_json
+    from rlbff_lib.training.runs import finished_run
 
     output_dir = Path(output_dir)
     current, stages = str(model), {}
     for stage in cfg.stages:
         stage_dir = output_dir / stage
-        done = _finished(stage_dir)
+        done = finished_run(stage_dir, asdict(getattr(cfg, stage)))
         if done is not None:
             log(f"[genrm] stage {stage} already complete, using {stage_dir / 'model'}")
             stages[stage] = done
         else:
             train = train_sft if stage == "sft" else train_grpo
-            record, trainer, tok = train(getattr(cfg, stage), current, items, stage_dir)
+            record, trainer, tok = train(getattr(cfg, stage), current, items, stage_dir,
+                                         enable_thinking=cfg.enable_thinking)
             metrics = _evaluate_trainer(trainer, tok, eval_items, cfg, cfg.grpo.max_prompt_length)
             if metrics is not None:
                 record["extra"]["eval"] = metrics
@@ -622,7 +695,7 @@ def train_genrm(cfg: GenRMConfig, model: str | Path, items: Sequence[dict], outp
 
 
 def run_job(job: TrainJob) -> dict:
-    """Run a :class:`~rlbff_lib.training.launch.TrainJob` whose files hold RM items (with ``sft_completion``
+    """Run a :class:`~rlbff_lib.training.launch.TrainJob` whose files hold RM items (with ``sft_reasoning``
     from :func:`attach_reasoning` where available) and whose ``config`` is a :class:`GenRMConfig`."""
     from rlbff_lib.core.io import read_jsonl
     from rlbff_lib.core.params import build

@@ -13,6 +13,24 @@ PRINCIPLE_PROMPT = ("Evaluate the response to the previous prompt in terms of wh
 ANSWERS = ("Yes", "No")
 
 
+def as_messages(conversation: str | Sequence[dict]) -> list[dict]:
+    """A conversation as chat messages: a plain string becomes one user turn."""
+    if isinstance(conversation, str):
+        return [{"role": "user", "content": conversation}]
+    return list(conversation)
+
+
+def per_response(conversations: Sequence, responses: Sequence[str], principles: str | Sequence[str]) -> list[str]:
+    """One principle per response (a single string applies to every response); the three lengths must agree."""
+    n = len(responses)
+    if len(conversations) != n:
+        raise ValueError(f"conversations: {len(conversations)} given for {n} responses")
+    principles = [principles] * n if isinstance(principles, str) else list(principles)
+    if len(principles) != n:
+        raise ValueError(f"principles: {len(principles)} given for {n} responses")
+    return principles
+
+
 def principle_turn(principle: str) -> dict:
     """The extra user turn that asks the RLBFF question."""
     return {"role": "user", "content": PRINCIPLE_PROMPT.format(principle=principle)}
@@ -74,3 +92,11 @@ def encode_rm_prompt(tokenizer, context: Sequence[dict], response: str, principl
     """Token ids of the RLBFF prompt (ending with the generation prompt), and whether it was cut."""
     return fit_conversation(tokenizer, context, rm_messages([], response, principle), max_length,
                             add_generation_prompt=True)
+
+
+def encode_response(tokenizer, context: str | Sequence[dict], response: str, max_length: int | None
+                    ) -> tuple[list[int], bool]:
+    """Token ids of ``context + assistant response`` (no generation prompt: the Bradley–Terry input), cut
+    from the left, and whether it was cut."""
+    return fit_conversation(tokenizer, as_messages(context), [{"role": "assistant", "content": response}], max_length,
+                            add_generation_prompt=False)

@@ -10,7 +10,7 @@ rendered with the tokenizer's chat template and the generation prompt (``enable_
 which Qwen3 templates turn into an empty think block and other templates ignore).
 
 Reward: one forward pass, ``logit("Yes") − logit("No")`` at the first generated position
-(= log P(Yes) − log P(No)); see :mod:`rlbff_lib.reward_models.scoring`.
+(= log P(Yes) − log P(No)); see :mod:`rlbff_lib.reward_models.scorers`.
 
 Training: cross-entropy on the single answer token ("Yes"/"No"), no EOS. TRL 1.16's
 prompt–completion path would append EOS to a string completion (and the template's
@@ -97,16 +97,17 @@ def train_scalar_rm(cfg: ScalarRMConfig, model: str | Path, train_items: Sequenc
     Call on every process of a distributed run.
     """
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     from rlbff_lib.models.tokenizer import load_tokenizer
+    from rlbff_lib.training.trl_config import trl_config
 
     quiet_libraries()
     output_dir = Path(output_dir)
     tokenizer = load_tokenizer(model)
     train_rows, train_cut = build_sft_rows(train_items, tokenizer, cfg.max_length)
     eval_rows, eval_cut = build_sft_rows(eval_items, tokenizer, cfg.max_length) if eval_items else ([], 0)
-    args = SFTConfig(**cfg.trl_kwargs(output_dir / "checkpoints", has_eval=bool(eval_rows)))
+    args = trl_config(cfg, output_dir / "checkpoints", has_eval=bool(eval_rows))
     trainer = SFTTrainer(
         model=str(model),
         args=args,
@@ -121,12 +122,12 @@ def train_scalar_rm(cfg: ScalarRMConfig, model: str | Path, train_items: Sequenc
     # Final accuracy on the main process (ZeRO-3 shards the weights: evaluate the saved model instead)
     if eval_items and trainer.accelerator.is_main_process and not trainer.is_deepspeed_enabled:
         from rlbff_lib.core.io import write_json
-        from rlbff_lib.reward_models.scoring import score
+        from rlbff_lib.reward_models.scorers import Scorer
 
-        model_obj = trainer.accelerator.unwrap_model(trainer.model)
-        result = score([it["context"] for it in eval_items], [it["response"] for it in eval_items],
-                       [it["principle"] for it in eval_items], model_obj, tokenizer,
-                       batch_size=cfg.eval_batch_size, max_length=cfg.max_length - 1)  # as in training
+        scorer = Scorer("scalar", trainer.accelerator.unwrap_model(trainer.model), tokenizer,
+                        max_length=cfg.max_length, batch_size=cfg.eval_batch_size)  # the training window
+        result = scorer([it["context"] for it in eval_items], [it["response"] for it in eval_items],
+                        [it["principle"] for it in eval_items])
         labels = [it["label"] for it in eval_items]
         yes_share = labels.count("Yes") / len(labels)
         record["extra"].update(eval_accuracy=answer_accuracy(result.scores, labels),

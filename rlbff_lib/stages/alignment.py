@@ -15,17 +15,17 @@ output, so an interrupted stage resumes and a changed config or input gets a fre
    response length (length hacking shows there). The SFT policy is sampled with the same seeds
    as the GRPO runs; ``gain`` = mean over seeds of (GRPO − SFT) on the trained principles
    (:func:`rlbff_lib.alignment.policy.fulfilment_gain`, significant when > 2 × the seed-to-seed std).
-4. **MT-Bench and Arena-Hard v2** (:mod:`rlbff_lib.evaluation.policy_bench`) for the SFT policy and every GRPO
-   run; the smoke judge is the project's own principle RM, labelled as such everywhere. A
-   reward's seeds are pooled: MT-Bench is their mean, Arena-Hard one Bradley–Terry fit over all
-   their battles.
+4. **MT-Bench, Arena-Hard v2** (:mod:`rlbff_lib.evaluation.policy_bench`) **and WildBench v2**
+   (:mod:`rlbff_lib.evaluation.wildbench`) for the SFT policy and every GRPO run; the smoke judge is
+   the project's own principle RM, labelled as such everywhere. A reward's seeds are pooled (ours):
+   MT-Bench is their mean, Arena-Hard one bootstrap per category over all their battles, WildBench
+   one score over all their rows.
 
 ``metrics/alignment.json`` (see :func:`stage_metrics`) is what the ``report`` stage reads.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +36,7 @@ from typing import Literal, Sequence
 from rlbff_lib.alignment.grpo import BACKENDS, AlignmentConfig, RewardConfig
 from rlbff_lib.alignment.policy import PolicySFTConfig
 from rlbff_lib.evaluation.policy_bench import PolicyEvalConfig
+from rlbff_lib.evaluation.wildbench import WildBenchConfig
 from rlbff_lib.core.progress import log
 
 MODEL_BACKENDS = ("scalar", "genrm", "bt")  # rewards that load a model from ``reward_models_dir/<backend>``
@@ -86,8 +87,10 @@ class AlignmentStageConfig:
         The world's checkers judge world prompts only: fulfilment is measured for ``world`` alone.
     seeds: GRPO seeds (>= 3 for the seed-to-seed standard deviation the gain is judged by).
     fulfilment: :class:`FulfilmentConfig`. evaluation: MT-Bench / Arena-Hard
-        (:class:`~rlbff_lib.evaluation.policy_bench.PolicyEvalConfig`). benchmarks_dir: folder with
-        ``mt-bench/`` and ``arena-hard-v2/`` (null: ``$RLBFF_BENCHMARKS_DIR``, then ``../shared/benchmarks``).
+        (:class:`~rlbff_lib.evaluation.policy_bench.PolicyEvalConfig`; its judge endpoint also serves
+        WildBench). wildbench: WildBench v2 (:class:`~rlbff_lib.evaluation.wildbench.WildBenchConfig`).
+        benchmarks_dir: folder with ``mt-bench/``, ``arena-hard-v2/`` and optionally ``wildbench/``
+        (null: ``$RLBFF_BENCHMARKS_DIR``, then ``../shared/benchmarks``).
     accelerate_config, num_processes: as in the ``reward_models`` stage.
     parallel_runs: GRPO runs at once (CPU: each gets cores / parallel_runs threads; GPU: keep 1).
     """
@@ -103,6 +106,7 @@ class AlignmentStageConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     fulfilment: FulfilmentConfig = field(default_factory=FulfilmentConfig)
     evaluation: PolicyEvalConfig = field(default_factory=PolicyEvalConfig)
+    wildbench: WildBenchConfig = field(default_factory=WildBenchConfig)
     benchmarks_dir: str | None = None
     accelerate_config: str = "cpu.yaml"
     num_processes: int | None = None
@@ -152,7 +156,8 @@ def principle_texts(items: Sequence[dict], properties: Sequence[str], per_proper
 
 def check_inputs(cfg: AlignmentStageConfig) -> None:
     """Fail before any training when an input is missing: the base policy, each reward's model
-    folder (with safetensors weights), the principles file and the judge's model."""
+    folder (with safetensors weights), the principles file and the judge's model; or when a remote
+    judge's endpoint is unreachable or does not serve its model (in seconds, naming the parameter)."""
     from rlbff_lib.core.io import DataError
 
     needed = [(cfg.policy.name_or_path, "policy.name_or_path")] if cfg.policy.sft_steps else []
@@ -169,6 +174,9 @@ def check_inputs(cfg: AlignmentStageConfig) -> None:
     if cfg.prompt_source == "file" and not Path(cfg.prompts_file).is_file():
         raise DataError(cfg.prompts_file, "prompts_file: not found")
     training_rows(cfg)  # validated now: a bad row names file, row and field
+    if "judge" in cfg.rewards:
+        cfg.reward_config("judge").preflight()
+    cfg.evaluation.preflight()
 
 
 def rows_from_items(items: Sequence[dict], max_principles: int) -> list[dict]:
@@ -202,16 +210,28 @@ def _looks_like_hub_name(path: str) -> bool:
 
 
 def load_benchmarks(cfg: AlignmentStageConfig):
-    """(MT-Bench, Arena-Hard v2, note): the local benchmark files, validated (a broken file raises
-    naming file, line and field). Without a benchmarks folder both are ``None`` and ``note`` says why."""
+    """(MT-Bench, Arena-Hard v2, WildBench v2, note): validated now (a broken file raises naming
+    file, line and field). Without a benchmarks folder MT-Bench and Arena-Hard are ``None``;
+    WildBench is ``None`` when disabled or not available (no local copy, hub off or unreachable);
+    ``note`` says what was loaded and why anything is missing."""
     from rlbff_lib.evaluation import benchmarks as bm
 
     root = bm.benchmarks_dir(cfg.benchmarks_dir)
+    wildbench, wb_note = None, "WildBench: not run (wildbench.enabled: false)"
+    if cfg.wildbench.enabled:
+        try:
+            wildbench = bm.load_wildbench(root, cfg.wildbench.reference_models, cfg.wildbench.use_hub)
+            wb_note = f"WildBench from {wildbench.source}" + "".join(
+                f"; WB-Reward against {m}: not available ({why})" for m, why in wildbench.missing.items())
+        except bm.HubUnavailable as e:
+            wb_note = f"WildBench: not available: {e}"
     if root is None:
-        return None, None, (f"not available: no benchmarks folder (set benchmarks_dir or ${bm.ENV_VAR}, "
-                            "or place ../shared/benchmarks beside the repository)")
-    return bm.load_mtbench(root), bm.load_arena_hard(root), f"benchmarks from {root}"
-
+        return None, None, wildbench, (f"MT-Bench / Arena-Hard: not available: no benchmarks folder (set "
+                                       f"benchmarks_dir or ${bm.ENV_VAR}, or place ../shared/benchmarks beside "
+                                       f"the repository). {wb_note}")
+    arena = bm.load_arena_hard(root)
+    skipped = "".join(f"; Arena-Hard {c}: {why}" for c, why in arena.skipped.items())
+    return bm.load_mtbench(root), arena, wildbench, f"benchmarks from {root}{skipped}. {wb_note}"
 
 # ------------------------------------------------------------------ runs
 
@@ -219,22 +239,17 @@ def load_benchmarks(cfg: AlignmentStageConfig):
 def sft_policy(cfg: AlignmentStageConfig, runs_dir: str | Path) -> dict:
     """The warm-started policy (an ``accelerate launch`` subprocess in a keyed run folder);
     returns its training log, whose ``model_dir`` is the policy GRPO starts from."""
-    from rlbff_lib.training.launch import TrainJob, launch
-    from rlbff_lib.alignment.policy import finished_run, train_policy_sft
-    from rlbff_lib.stages.reward_models import run_key
+    from rlbff_lib.alignment.policy import train_policy_sft
+    from rlbff_lib.training.launch import TrainJob
+    from rlbff_lib.training.runs import launch_or_reuse, run_dir
 
     if cfg.policy.sft_steps == 0:
         return train_policy_sft(cfg.policy, Path(runs_dir) / "policy_sft-unused")
     config = asdict(cfg.policy)
-    run_dir = Path(runs_dir) / f"policy_sft-{run_key(config, cfg.policy.name_or_path, [])}"
-    done = finished_run(run_dir, config)
-    if done is not None:
-        log(f"[policy_sft] run {run_dir.name} already complete")
-        return done
-    job = TrainJob(model=cfg.policy.name_or_path, train_file="", output_dir=str(run_dir), config=config)
-    log(f"[policy_sft] training in {run_dir}")
-    launch("rlbff_lib.alignment.policy", job.write(run_dir / "job.json"), cfg.accelerate_config, cfg.num_processes)
-    return json.loads((run_dir / "training_log.json").read_text(encoding="utf-8"))
+    folder = run_dir(runs_dir, "policy_sft", config, cfg.policy.name_or_path)
+    job = TrainJob(model=cfg.policy.name_or_path, train_file="", output_dir=str(folder), config=config)
+    return launch_or_reuse("rlbff_lib.alignment.policy", job, accelerate_config=cfg.accelerate_config,
+                           num_processes=cfg.num_processes, name="policy_sft")
 
 
 def run_configs(cfg: AlignmentStageConfig, train_properties: Sequence[str],
@@ -253,7 +268,7 @@ def grpo_runs(cfg: AlignmentStageConfig, policy_dir: str | Path, runs_dir: str |
     retrained RM or policy never resumes a stale run; a finished run is returned as is.
     """
     from rlbff_lib.alignment.grpo import launch_grpo
-    from rlbff_lib.stages.reward_models import run_key
+    from rlbff_lib.training.runs import run_dir
 
     rows = training_rows(cfg)
     jobs = []
@@ -262,8 +277,8 @@ def grpo_runs(cfg: AlignmentStageConfig, policy_dir: str | Path, runs_dir: str |
             if backend in MODEL_BACKENDS else []
         if cfg.prompt_source != "world":
             weights.append(cfg.prompts_file if cfg.prompt_source == "file" else cfg.principles_file)
-        key = run_key(asdict(run_cfg), str(policy_dir), weights)
-        jobs.append((backend, seed, run_cfg, Path(runs_dir) / f"grpo-{backend}-s{seed}-{key}"))
+        jobs.append((backend, seed, run_cfg, run_dir(runs_dir, f"grpo-{backend}-s{seed}", asdict(run_cfg),
+                                                      str(policy_dir), weights)))
     threads = max(1, (os.cpu_count() or 1) // cfg.parallel_runs)
 
     def one(job):
@@ -288,34 +303,40 @@ def measure_fulfilment(model_dir: str | Path, cfg: AlignmentStageConfig, prompts
                        properties: Sequence[str], trained: Sequence[str], seed: int) -> dict:
     """:func:`rlbff_lib.alignment.policy.fulfilment` of the policy at ``model_dir`` (sampling ``seed``)."""
     from rlbff_lib.alignment.policy import fulfilment
-    from rlbff_lib.reward_models.scoring import load_scorer
+    from rlbff_lib.models.lm import load_causal_lm
+    from rlbff_lib.models.tokenizer import load_tokenizer
 
-    model, tok = load_scorer(model_dir)
+    model, tok = load_causal_lm(model_dir).eval(), load_tokenizer(model_dir)
     f = cfg.fulfilment
     return fulfilment(model, tok, prompts, properties, trained=trained, temperature=f.temperature,
                       num_samples=f.num_samples, max_new_tokens=f.max_new_tokens, batch_size=f.batch_size, seed=seed,
                       chat_template_kwargs=cfg.grpo.chat_template_kwargs or None)
 
 
-def evaluate_benchmarks(model_dir: str | Path, cfg: AlignmentStageConfig, judges, mtbench, arena) -> dict:
-    """MT-Bench and Arena-Hard v2 results of one policy (``None`` for a benchmark not loaded)."""
+def evaluate_benchmarks(model_dir: str | Path, cfg: AlignmentStageConfig, judges, mtbench, arena,
+                        wildbench=None, wildbench_judges=None) -> dict:
+    """MT-Bench, Arena-Hard v2 and WildBench v2 results of one policy (``None`` for a benchmark not
+    loaded). judges: (MT-Bench, Arena-Hard) judges; wildbench_judges: (WB-Score, WB-Reward) judges
+    (:func:`~rlbff_lib.evaluation.wildbench.make_wildbench_judges`)."""
     from rlbff_lib.evaluation.policy_bench import run_arena_hard, run_mtbench
+    from rlbff_lib.evaluation.wildbench import run_wildbench
     from rlbff_lib.reward_models.scoring import load_scorer
 
     model, tok = load_scorer(model_dir)
     return {"mt_bench": run_mtbench(model, tok, judges[0], mtbench, cfg.evaluation) if mtbench else None,
-            "arena_hard": run_arena_hard(model, tok, judges[1], arena, cfg.evaluation) if arena else None}
+            "arena_hard": run_arena_hard(model, tok, judges[1], arena, cfg.evaluation) if arena else None,
+            "wildbench": run_wildbench(model, tok, wildbench_judges, wildbench, cfg.evaluation, cfg.wildbench)
+            if wildbench else None}
 
 
 def pooled_arena(results: Sequence[dict], cfg: PolicyEvalConfig) -> dict:
-    """One Arena-Hard score over the battles of several policies (a reward's seeds)."""
-    from rlbff_lib.evaluation.policy_bench import score_arena
+    """Arena-Hard v2 over the battles of several policies (a reward's seeds), per category as
+    :func:`~rlbff_lib.evaluation.policy_bench.score_arena_categories` (pooling seeds is ours)."""
+    from rlbff_lib.evaluation.policy_bench import score_arena_categories
 
     records = [r for res in results for r in res["records"]]
-    baseline = results[0].get("baseline")
-    kwargs = {"baseline": baseline} if baseline else {}
-    return {"judge": results[0]["judge"], "n_policies": len(results),
-            **score_arena(records, cfg.weight, cfg.n_bootstrap, cfg.seed, **kwargs)}
+    return {"judge": results[0]["judge"], "n_policies": len(results), "skipped": results[0].get("skipped", {}),
+            **score_arena_categories(records, results[0]["baselines"], cfg.weight, cfg.n_bootstrap, cfg.seed)}
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -349,7 +370,7 @@ def stage_metrics(cfg: AlignmentStageConfig, sft_log: dict, runs: dict[str, list
     ``{mean, std, significant, baseline_mean, ...}`` on the trained principles; ``seeds``
     ``[{seed, before, after, gain}]``; ``by_reward[backend]`` the same gains for every reward, on
     ``trained``, ``held_out``, ``mean_tokens`` and ``mean_words``. ``policies``: the alignment table
-    rows (``label``, ``mt_bench``, ``arena_hard``). ``curves``: per run ``[{step, reward, kl,
+    rows (``label``, ``mt_bench``, ``arena_hard``, ``wildbench``). ``curves``: per run ``[{step, reward, kl,
     completion_length}]``. ``runs``: per run facts. Judge labels say which judge scored.
     """
     primary = cfg.rewards[0]
@@ -369,6 +390,7 @@ def stage_metrics(cfg: AlignmentStageConfig, sft_log: dict, runs: dict[str, list
         "judge": judge,
         "mt_bench": {n: p["mt_bench"] for n, p in policies.items()},
         "arena_hard": {n: p["arena_hard"] for n, p in policies.items()},
+        "wildbench": {n: p["wildbench"] for n, p in policies.items()},
         "policies": policies,
         "curves": {f"{b} s{r['seed']}": r["curves"] for b, rs in runs.items() for r in rs},
         "runs": {f"{b} s{r['seed']}": {k: r.get(k) for k in ("global_step", "n_rows", "n_dropped_too_long",
@@ -407,15 +429,22 @@ def fulfilment_metrics(cfg: AlignmentStageConfig, sft_fulfilment: Sequence[dict]
 
 
 def _bench_row(results: Sequence[dict] | None, cfg: AlignmentStageConfig) -> dict:
-    """MT-Bench (mean over the policies' overall scores) and Arena-Hard (pooled fit) of one row."""
+    """MT-Bench (mean over the policies' overall scores), Arena-Hard and WildBench (the policies'
+    battles / rows pooled) of one row; the metrics keep no answers, judgments or rows."""
+    from rlbff_lib.evaluation.wildbench import pooled_wildbench
+
     results = list(results or [])
     mt = [r["mt_bench"] for r in results if r.get("mt_bench")]
     ar = [r["arena_hard"] for r in results if r.get("arena_hard")]
-    row = {"mt_bench": None, "arena_hard": None}
+    wb = [r["wildbench"] for r in results if r.get("wildbench")]
+    row = {"mt_bench": None, "arena_hard": None, "wildbench": None}
     if mt:
         row["mt_bench"] = {"overall": _mean([m["scores"]["overall"] for m in mt]), "judge": mt[0]["judge"],
                            "per_policy": [m["scores"]["overall"] for m in mt], "n_questions": mt[0]["n_questions"]}
     if ar:
         row["arena_hard"] = pooled_arena(ar, cfg.evaluation) if len(ar) > 1 else \
             {k: v for k, v in ar[0].items() if k not in ("records", "answers")}
+    if wb:
+        row["wildbench"] = pooled_wildbench(wb, cfg.wildbench) if len(wb) > 1 else \
+            {k: v for k, v in wb[0].items() if k not in ("rows", "answers")}
     return row

@@ -1,17 +1,20 @@
 """Offline assets made by the ``assets`` stage: tokenizer, base models, embedder check.
 
-Smoke: a byte-level BPE tokenizer trained on the synthetic corpus, and tiny Qwen3
-causal LMs built from ``Qwen3Config`` and briefly pretrained on the same corpus
-(a stand-in for a pretrained base model). Paper scale: ``tokenizer.source`` and
-``models.*.name_or_path`` name hub checkpoints (``Qwen/Qwen3-32B``), recorded here
-and loaded by the training stages.
+Smoke: a byte-level BPE tokenizer trained on the corpus, and tiny Qwen3 causal LMs built from
+``Qwen3Config`` and briefly pretrained on the same corpus (a stand-in for a pretrained base
+model). Rehearsal: the same, with each role's stand-in dressed as its real model family
+(``models.<role>.family``: Qwen3's tokens and chat template with thinking for the policy and
+GenRM, a Llama architecture with Llama-3.3's tokens and template for the scalar and BT RMs).
+Paper scale: ``tokenizer.source`` and ``models.*.name_or_path`` name hub checkpoints
+(``Qwen/Qwen3-32B``). Either way ``out_dir/base_models.json`` records each role's base model
+(:func:`rlbff_lib.models.lm.base_model` reads it), which the training stages load.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from rlbff_lib.models.embed import EmbedderConfig
 from rlbff_lib.models.lm import ModelSizeConfig, PretrainConfig
@@ -59,6 +62,37 @@ def corpus_from_records(records: Iterable[dict], extra: Iterable[str] = ()) -> I
     yield from extra
 
 
+def tokenizer_corpus(source_dir: str | Path) -> tuple[list[dict], list[str]]:
+    """The ``data`` stage's feedback records and the extra texts the tokenizer and pretraining see: the
+    released principle records' principles and responses, and, for the synthetic world (its
+    ``truth.jsonl`` is not empty; its rows are not read), every phrasing of its principles."""
+    from rlbff_lib.core.io import read_jsonl
+
+    source_dir = Path(source_dir)
+    records = read_jsonl(source_dir / "feedback.jsonl")
+    principle_records = read_jsonl(source_dir / "principle.jsonl")
+    extra = [r["principle"] for r in principle_records] + [r["response"] for r in principle_records]
+    truth = source_dir / "truth.jsonl"
+    if truth.exists() and truth.stat().st_size > 0:
+        from rlbff_lib.synthetic.world import all_phrasings
+
+        extra += [phrasing for _, phrasing in all_phrasings()]
+    return records, extra
+
+
+def embedder_check(cfg: EmbedderConfig, probe: Sequence[str] = ("contains inline comments", "has comments in the code",
+                                                                 "is concise")) -> dict:
+    """Load the sentence embedder (offline for a local or packaged model) and embed ``probe``: its name,
+    dimension and the cosine of each pair (two paraphrases should score well above the unrelated one)."""
+    from rlbff_lib.models.embed import embed_unique, load_embedder
+
+    strings, emb = embed_unique(list(probe), load_embedder(cfg))
+    sims = emb @ emb.T
+    return {"name_or_path": cfg.name_or_path, "dim": int(emb.shape[1]),
+            "probe_cosine": {f"{a} | {b}": round(float(sims[i, j]), 4)
+                             for i, a in enumerate(strings) for j, b in enumerate(strings) if i < j}}
+
+
 def chat_corpus(records: Iterable[dict], tokenizer) -> Iterator[str]:
     """Whole conversations rendered with the chat template (pretraining text)."""
     for r in records:
@@ -73,9 +107,10 @@ def build_assets(cfg: AssetsConfig, records: list[dict], extra_texts: list[str],
     Writes ``out_dir/tokenizer/`` and ``out_dir/base_<role>/`` (safetensors), each
     with a complete ``save_pretrained`` folder, so later stages load them by path.
     """
-    from rlbff_lib.models.lm import build_qwen3, count_parameters, pack_corpus, pretrain
+    from rlbff_lib.core.io import write_json
     from rlbff_lib.core.progress import log
-    from rlbff_lib.models.tokenizer import check_tokenizer, load_tokenizer, train_tokenizer
+    from rlbff_lib.models.lm import BASE_MODELS_FILE, build_model, count_parameters, pack_corpus, pretrain
+    from rlbff_lib.models.tokenizer import check_tokenizer, family_tokenizer, load_tokenizer, train_tokenizer
 
     out_dir = Path(out_dir)
     summary: dict = {"models": {}}
@@ -89,26 +124,31 @@ def build_assets(cfg: AssetsConfig, records: list[dict], extra_texts: list[str],
     tok.save_pretrained(out_dir / "tokenizer")
     summary["tokenizer"] = {"source": cfg.tokenizer.source, "vocab_size": len(tok)}
 
-    blocks = None
+    blocks: dict = {}  # per family: the corpus rendered with that family's chat template
     trained: dict = {}  # roles of identical size share one pretraining run (same seed: same weights)
     for role, size in cfg.models.items():
         if size.name_or_path != "config":
             summary["models"][role] = {"name_or_path": size.name_or_path}
             continue
-        if blocks is None:
-            blocks = pack_corpus(tok, list(chat_corpus(records, tok)) + list(extra_texts), cfg.pretrain.seq_len)
-            summary["pretrain_tokens"] = int(blocks.numel())
+        role_tok = family_tokenizer(tok, size.family)
+        if size.family not in blocks:
+            blocks[size.family] = pack_corpus(role_tok, list(chat_corpus(records, role_tok)) + list(extra_texts),
+                                              cfg.pretrain.seq_len)
+            summary.setdefault("pretrain_tokens", int(blocks[size.family].numel()))
         key = repr(size)
         if key in trained:
             model, curve = trained[key]
             log(f"{role}: same size as an earlier role, reusing its pretrained weights")
         else:
-            model = build_qwen3(tok, size, seed=cfg.pretrain.seed)
-            log(f"{role}: {count_parameters(model) / 1e6:.2f}M parameters, pretraining {cfg.pretrain.steps} steps")
-            curve = pretrain(model, blocks, cfg.pretrain)
+            model = build_model(role_tok, size, seed=cfg.pretrain.seed)
+            log(f"{role}: {size.family} stand-in, {count_parameters(model) / 1e6:.2f}M parameters, "
+                f"pretraining {cfg.pretrain.steps} steps")
+            curve = pretrain(model, blocks[size.family], cfg.pretrain)
             trained[key] = (model, curve)
         model.save_pretrained(out_dir / f"base_{role}", safe_serialization=True)
-        tok.save_pretrained(out_dir / f"base_{role}")
-        summary["models"][role] = {"name_or_path": str(out_dir / f"base_{role}"),
+        role_tok.save_pretrained(out_dir / f"base_{role}")
+        summary["models"][role] = {"name_or_path": str(out_dir / f"base_{role}"), "family": size.family,
+                                   "architecture": type(model).__name__,
                                    "parameters": count_parameters(model), "pretrain_curve": curve}
+    write_json(out_dir / BASE_MODELS_FILE, {role: m["name_or_path"] for role, m in summary["models"].items()})
     return summary

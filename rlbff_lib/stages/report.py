@@ -16,10 +16,14 @@ Shapes read (tolerant: a key that is absent gives "—", never an error):
   rmbench: {chat, math, code, safety, easy, normal, hard, overall}`` (or the per-domain scores
   under ``groups[d].score``), ``judgebench: {knowledge, reasoning, math, code, overall}`` (or
   ``groups[g].accuracy``), ``principlebench: number | {accuracy, majority}}``; percent.
-- ``alignment.json``: ``policies`` (or ``models``) ``[name] = {label, mt_bench, arena_hard}``, or
-  top-level ``mt_bench`` / ``arena_hard`` (one result, or name -> result). An MT-Bench result is a
-  number, ``{overall}`` or ``{scores: {overall}}`` (1-10); an Arena-Hard v2 result a number or
-  ``{win_rate, ci: [lo, hi]}`` (percent against the o3-mini baseline). ``fulfilment``:
+- ``alignment.json``: ``policies`` (or ``models``) ``[name] = {label, mt_bench, arena_hard, wildbench}``,
+  or top-level ``mt_bench`` / ``arena_hard`` / ``wildbench`` (one result, or name -> result). An
+  MT-Bench result is a number, ``{overall}`` or ``{scores: {overall}}`` (1-10); an Arena-Hard v2
+  result a number or ``{win_rate, ci: [lo, hi]}`` (percent; the official default category,
+  hard_prompt against o3-mini), optionally with ``categories[c] = {win_rate, ci, baseline}``,
+  ``skipped[c]`` (why a category was not scored) and ``pooled`` (ours); a WildBench result a number
+  or ``{wb_score: {task_macro}}`` (WB-Score), optionally with ``wb_reward_mix: {task_macro}`` and
+  ``missing_references``. ``fulfilment``:
   ``{before, after, gain: {mean, std}, seeds}`` where before/after are a share, ``{rates: {property:
   share}, trained, held_out}`` or ``{property: share}``, and ``seeds`` a count or a list of
   ``{seed, before, after, gain}``. ``curves``: ``[{step, reward, kl, completion_length}]`` or name
@@ -456,7 +460,8 @@ RM_COLUMNS = [f"rmbench.{c}" for c in RMBENCH_COLS] + [f"judgebench.{c}" for c i
 
 
 def _rm_header() -> list[str]:
-    return (["model"] + [f"RMB {c}" for c in RMBENCH_COLS] + [f"JB {c}" for c in JUDGEBENCH_COLS] + ["PrincipleBench"])
+    return (["model"] + [f"RMB {c}" for c in RMBENCH_COLS] + [f"JB {c}" for c in JUDGEBENCH_COLS]
+            + ["PrincipleBench (items)"])
 
 
 def _model_label(name: str, result: Mapping) -> str:
@@ -561,22 +566,19 @@ def rm_bars_figure(rm_eval: Mapping | None):
 
 
 def reward_models_table(reward_models: Mapping | None) -> str:
-    """Markdown: validation and PrincipleBench accuracy measured by the ``reward_models`` stage itself."""
+    """Markdown: validation accuracy (percent, 95% Wilson interval) measured by the ``reward_models``
+    stage itself, a training diagnostic; PrincipleBench is the ``rm_eval`` stage's (:func:`rm_table`)."""
     if not reward_models:
         return missing_note("reward_models")
     val = _get(reward_models, "validation", "accuracy") or {}
-    pb = _get(reward_models, "principlebench", "accuracy") or {}
-    lines = ["| model | validation accuracy (%) | PrincipleBench accuracy (%) | paper PrincipleBench |",
-             "|---|---:|---:|---:|"]
-    for name in dict.fromkeys([*val, *pb]):
-        v, p = _num(val.get(name)), _num(pb.get(name))
-        paper = PAPER["reward_models"].get(name, {}).get("principlebench")
-        lines.append(f"| {name} | {fmt(100 * v if v is not None else None)} | {fmt(100 * p if p is not None else None)} "
-                     f"| {fmt(paper)} |")
-    maj_v = _num(_get(reward_models, "validation", "majority_baseline"))
-    maj_p = _num(_get(reward_models, "principlebench", "majority_baseline"))
-    lines.append(f"| majority label | {fmt(100 * maj_v if maj_v is not None else None)} | "
-                 f"{fmt(100 * maj_p if maj_p is not None else None)} | {NA} |")
+    ci = _get(reward_models, "validation", "ci") or {}
+    n = _get(reward_models, "validation", "n") or {}
+    lines = ["| model | validation accuracy (%) | 95% interval | items |", "|---|---:|---:|---:|"]
+    for name in val:
+        lo_hi = ci.get(name)
+        interval = f"[{lo_hi[0]:.1f}, {lo_hi[1]:.1f}]" if isinstance(lo_hi, (list, tuple)) and len(lo_hi) == 2 else NA
+        lines.append(f"| {name} | {fmt(val.get(name))} | {interval} | {fmt(n.get(name), 0)} |")
+    lines.append(f"| majority label | {fmt(_num(_get(reward_models, 'validation', 'majority_baseline')))} | {NA} | {NA} |")
     return "\n".join(lines)
 
 
@@ -600,12 +602,24 @@ def _arena(v: Any) -> tuple[float | None, tuple[float, float] | None]:
     return _num(v), None
 
 
+def _wildbench(v: Any) -> float | None:
+    """WB-Score (the leaderboard's ``WB_score.task_macro``) of a WildBench result."""
+    if isinstance(v, Mapping):
+        return _num(_get(v, "wb_score", "task_macro")) if "wb_score" in v else _num(v.get("task_macro"))
+    return _num(v)
+
+
 def _is_result(v: Any) -> bool:
-    return _num(v) is not None or (isinstance(v, Mapping) and any(k in v for k in ("overall", "scores", "win_rate", "score")))
+    return _num(v) is not None or (isinstance(v, Mapping) and any(
+        k in v for k in ("overall", "scores", "win_rate", "score", "wb_score", "task_macro")))
+
+
+BENCHES = (("mt_bench", "mt"), ("arena_hard", "arena"), ("wildbench", "wb"))
 
 
 def alignment_rows(alignment: Mapping | None) -> list[dict]:
-    """Our policies: ``[{name, label, mt_bench, arena_hard, arena_ci}]`` (see the module docstring)."""
+    """Our policies: ``[{name, label, mt_bench, arena_hard, arena_ci, wildbench, arena, wb}]`` (the
+    last two: the raw results; see the module docstring)."""
     if not alignment:
         return []
     per: dict[str, dict] = {}
@@ -613,8 +627,8 @@ def alignment_rows(alignment: Mapping | None) -> list[dict]:
     if isinstance(table, Mapping):
         for name, r in table.items():
             if isinstance(r, Mapping):
-                per[name] = {"label": r.get("label", name), "mt": r.get("mt_bench"), "arena": r.get("arena_hard")}
-    for key, field in (("mt_bench", "mt"), ("arena_hard", "arena")):
+                per[name] = {"label": r.get("label", name), **{f: r.get(k) for k, f in BENCHES}}
+    for key, field in BENCHES:
         v = alignment.get(key)
         if v is None:
             continue
@@ -622,12 +636,14 @@ def alignment_rows(alignment: Mapping | None) -> list[dict]:
             per.setdefault("policy", {"label": "policy"})[field] = v
         elif isinstance(v, Mapping):
             for name, r in v.items():
-                per.setdefault(name, {"label": name})[field] = r
+                if r is not None:
+                    per.setdefault(name, {"label": name})[field] = r
     rows = []
     for name, r in per.items():
         rate, ci = _arena(r.get("arena"))
         rows.append({"name": name, "label": r.get("label", name), "mt_bench": _mt_bench(r.get("mt")),
-                     "arena_hard": rate, "arena_ci": ci})
+                     "arena_hard": rate, "arena_ci": ci, "wildbench": _wildbench(r.get("wb")),
+                     "arena": r.get("arena"), "wb": r.get("wb")})
     return rows
 
 
@@ -641,14 +657,48 @@ def alignment_table_rows(alignment: Mapping | None) -> tuple[list[list[str]], li
     rows, ours = [], []
     for r in alignment_rows(alignment):
         ours.append(len(rows))
-        rows.append([f"ours: {r['label']}", fmt(r["mt_bench"], 2), _ci_text(r["arena_hard"], r["arena_ci"]), NA, NA])
+        rows.append([f"ours: {r['label']}", fmt(r["mt_bench"], 2), _ci_text(r["arena_hard"], r["arena_ci"]),
+                     fmt(r["wildbench"], 2), NA])
     for p in PAPER["alignment"]:
         rows.append([f"paper: {p['label']}", fmt(p["mt_bench"], 2), _ci_text(p["arena_hard"], p.get("arena_ci")),
                      fmt(p["wildbench"], 2), p["cost"]])
     return rows, ours
 
 
-ALIGNMENT_HEADER = ["model", "MT-Bench (1-10)", "Arena Hard v2 (%, 95% CI)", "WildBench", "relative inference cost"]
+ALIGNMENT_HEADER = ["model", "MT-Bench (1-10)", "Arena Hard v2 (%, 5-95% bootstrap)", "WildBench",
+                    "relative inference cost"]
+PAPER_JUDGES = "{mt_bench} (MT-Bench), {arena_hard}, {wildbench}".format(**PAPER["alignment_judges"])
+
+
+def alignment_details(alignment: Mapping | None) -> list[str]:
+    """One line per policy: Arena-Hard v2 per category with its baseline (official), the pooled
+    number (ours), skipped categories; WildBench WB-Score, WB-Reward mix or the missing references."""
+    lines = []
+    for r in alignment_rows(alignment):
+        parts = []
+        arena, wb = r["arena"], r["wb"]
+        if isinstance(arena, Mapping) and isinstance(arena.get("categories"), Mapping):
+            for c, res in arena["categories"].items():
+                rate, ci = _arena(res)
+                parts.append(f"Arena-Hard {c} vs {res.get('baseline', '?')}: {_ci_text(rate, ci)}")
+            for c, why in (arena.get("skipped") or {}).items():
+                parts.append(f"Arena-Hard {c}: {why}")
+            if isinstance(arena.get("pooled"), Mapping):
+                rate, ci = _arena(arena["pooled"])
+                parts.append(f"Arena-Hard {arena['pooled'].get('label', 'ours (pooled)')}: {_ci_text(rate, ci)}")
+        if isinstance(wb, Mapping) and isinstance(wb.get("wb_score"), Mapping):
+            score = wb["wb_score"]
+            parts.append(f"WildBench WB-Score {fmt(_num(score.get('task_macro')), 2)} (task macro; "
+                         f"mean-based {fmt(_num(score.get('score')), 2)}, n={score.get('n')})")
+            mix = wb.get("wb_reward_mix")
+            if isinstance(mix, Mapping):
+                parts.append(f"WB-Reward {fmt(_num(mix.get('task_macro')), 2)} (task macro, mean of "
+                             f"{len(mix.get('references') or [])} references)")
+            for m, why in (wb.get("missing_references") or {}).items():
+                parts.append(f"WB-Reward vs {m}: not available ({why})")
+        if parts:
+            lines.append(f"- {r['label']}: " + "; ".join(parts) + ".")
+    return lines
 
 
 def alignment_table(alignment: Mapping | None) -> str:
@@ -658,21 +708,28 @@ def alignment_table(alignment: Mapping | None) -> str:
     if not alignment:
         lines += ["", f"Our rows: {missing_note('alignment')}."]
     elif not alignment_rows(alignment):
-        lines += ["", "Our rows: not available: metrics/alignment.json has no MT-Bench / Arena-Hard results."]
-    elif alignment.get("judge"):
-        lines += ["", f"Judge of our rows: {alignment['judge']}; the paper's rows: GPT-4 (MT-Bench) and the "
-                      "official Arena-Hard v2 judge."]
+        lines += ["", "Our rows: not available: metrics/alignment.json has no MT-Bench / Arena-Hard / WildBench results."]
+    else:
+        lines += ["", "Arena Hard v2: the official default category (hard prompts, against o3-mini) with the 5% / "
+                      "95% bootstrap quantiles; WildBench: WB-Score (the leaderboard's task-macro score)."]
+        if alignment.get("judge"):
+            lines += [f"Judge of our rows: {alignment['judge']}; the paper's rows: {PAPER_JUDGES}."]
+        details = alignment_details(alignment)
+        if details:
+            lines += [""] + details
     return "\n".join(lines)
 
 
 def alignment_table_figure(alignment: Mapping | None, scale: str):
     rows, ours = alignment_table_rows(alignment)
     judge = f", judged by {alignment['judge']}" if alignment and alignment.get("judge") else ""
-    note = (f"Ours ({scale}{judge}); WildBench not run here. Paper: Qwen3-32B policies, GPT-4 / official judges. "
-            f"{NA}: not measured / not given.")
+    note = (f"Ours ({scale}{judge}). Arena Hard v2: hard prompts vs o3-mini; WildBench: WB-Score. Paper: Qwen3-32B "
+            f"policies, {PAPER['alignment_judges']['mt_bench']} (MT-Bench) / official judges. {NA}: not measured / "
+            "not given.")
     if not alignment:
         note = missing_note("alignment") + ". " + note
-    return table_figure(ALIGNMENT_HEADER, rows, "Alignment: MT-Bench and Arena Hard v2", note, highlight=ours)
+    return table_figure(ALIGNMENT_HEADER, rows, "Alignment: MT-Bench, Arena Hard v2 and WildBench", note,
+                        highlight=ours)
 
 
 def alignment_curves(alignment: Mapping | None) -> dict[str, list[dict]]:
@@ -922,7 +979,8 @@ def report_metrics(inputs: Mapping[str, Any], missing: Sequence[str], scale: str
                     "paper_judgebench": _get(p, "judgebench", "overall"), "paper_principlebench": p.get("principlebench")}
     rows = alignment_rows(inputs.get("alignment"))
     if rows:
-        headline["alignment"] = {r["name"]: {"mt_bench": r["mt_bench"], "arena_hard": r["arena_hard"]} for r in rows}
+        headline["alignment"] = {r["name"]: {"mt_bench": r["mt_bench"], "arena_hard": r["arena_hard"],
+                                             "wildbench": r["wildbench"]} for r in rows}
     ful = fulfilment_summary(inputs.get("alignment"))
     if ful:
         headline["fulfilment"] = {k: ful[k] for k in ("before", "after", "gain_mean", "gain_std", "seeds")}

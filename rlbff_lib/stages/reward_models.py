@@ -3,22 +3,23 @@ the GenRM on the principles stage's data, then measure them (paper §4).
 
 Each trainer runs as an ``accelerate launch`` subprocess (:func:`rlbff_lib.training.launch.launch`)
 from a job file. A run lives in ``models/rm_runs/<name>-<key>/`` where ``key`` hashes the
-trainer config, the base model and the content of the data files: that folder is a DVC
+trainer config, the base model and the content of the data files (:mod:`rlbff_lib.training.runs`): that folder is a DVC
 ``persist: true`` output, so an interrupted run resumes from its last checkpoint when the
 stage is run again, and a changed config or dataset gets a fresh folder (stale checkpoints
 are never resumed). The finished model is published to ``models/reward_models/<name>/``
 (hard links, no copy of the weights).
 
-Measurements (``metrics/reward_models.json``):
+Measurements (``metrics/reward_models.json``), training diagnostics on the validation items only
+(PrincipleBench is scored and published once, by the ``rm_eval`` stage):
 
-- accuracy on the validation principle items and on PrincipleBench, per model; the scalar RM
-  and the GenRM answer Yes when their log-odds score > 0; the Bradley–Terry model never sees
-  the principle, so it scores the response alone and answers Yes when its reward exceeds a
-  threshold fitted on the validation items (:func:`rlbff_lib.reward_models.bradley_terry.fit_threshold`, the
-  threshold that maximises validation accuracy), the only way a principle-blind model can
-  answer a principle question;
-- ``principlebench.majority_baseline``: the accuracy of always answering the majority label of
-  PrincipleBench;
+- validation accuracy per model, percent with its 95% Wilson interval, by the rule of
+  :mod:`rlbff_lib.reward_models.accuracy` (each model through
+  :func:`rlbff_lib.reward_models.scorers.load_scorer`, on the window it was trained on); the scalar
+  RM and the GenRM answer Yes when their log-odds score > 0; the Bradley–Terry model never sees
+  the principle, so it answers Yes when its reward exceeds the threshold that maximises accuracy
+  on these same items (:func:`rlbff_lib.reward_models.bradley_terry.fit_threshold`: in-sample, so
+  optimistic), the only way a principle-blind model can answer a principle question;
+- ``validation.majority_baseline``: the accuracy of always answering the majority label;
 - calibration of the scalar RM and GenRM: P(Yes) = sigmoid(score) binned against the observed
   Yes rate, with the expected calibration error;
 - per-domain and, in the synthetic world, per-property accuracy.
@@ -26,11 +27,7 @@ Measurements (``metrics/reward_models.json``):
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import shutil
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -38,6 +35,7 @@ from typing import Callable, Sequence
 from rlbff_lib.reward_models.bradley_terry import BTConfig
 from rlbff_lib.reward_models.genrm import GenRMConfig
 from rlbff_lib.reward_models.scalar import ScalarRMConfig
+from rlbff_lib.training.runs import publish  # noqa: F401  (the notebook publishes with R.publish)
 
 MODELS = ("scalar", "bt", "genrm")
 ENTRY = {"scalar": "rlbff_lib.reward_models.scalar", "bt": "rlbff_lib.reward_models.bradley_terry", "genrm": "rlbff_lib.reward_models.genrm"}
@@ -87,106 +85,23 @@ class RewardModelsConfig:
 # ------------------------------------------------------------------ runs
 
 
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def run_key(config: dict, model: str, files: Sequence[str | Path]) -> str:
-    """12 hex digits identifying a training run: its config, base model and data contents."""
-    from rlbff_lib.core.io import stable_hash
-
-    model_id = model
-    weights = Path(model) / "model.safetensors"
-    if weights.exists():
-        model_id = file_digest(weights)
-    return stable_hash(config, model_id, [file_digest(f) for f in files if f])[:12]
-
-
-def publish(model_dir: str | Path, target: str | Path) -> Path:
-    """Make ``target`` a copy of the finished ``model_dir`` (hard links; replaced atomically)."""
-    model_dir, target = Path(model_dir), Path(target)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        shutil.copytree(model_dir, tmp, copy_function=os.link)
-    except OSError:  # another filesystem: copy instead
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(model_dir, tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
-
-
 def train_one(name: str, config, base_model: str, train_file: Path, eval_file: Path | None, runs_dir: Path,
               accelerate_config: str, num_processes: int | None) -> dict:
-    """Train model ``name`` in its keyed run folder (resuming); returns the run's training log,
-    whose ``model_dir`` is the finished model.
-
-    A run whose ``training_log.json`` names an existing final model is complete and not
-    launched again; any other state resumes from the run's newest complete checkpoint.
-    """
-    import json
-
-    from rlbff_lib.training.launch import TrainJob, launch
-    from rlbff_lib.core.progress import log
+    """Train model ``name`` in its keyed run folder (:mod:`rlbff_lib.training.runs`); returns the run's training
+    log, whose ``model_dir`` is the finished model. A finished run is not launched again; any other state resumes
+    from the run's newest complete checkpoint."""
+    from rlbff_lib.training.launch import TrainJob
+    from rlbff_lib.training.runs import launch_or_reuse, run_dir
 
     cfg = asdict(config)
-    run_dir = runs_dir / f"{name}-{run_key(cfg, base_model, [train_file, eval_file])}"
-    log_path = run_dir / "training_log.json"
-    if log_path.exists():
-        record = json.loads(log_path.read_text())
-        if Path(record.get("model_dir", "")).is_dir():
-            log(f"[{name}] run {run_dir.name} already complete")
-            return record
-    job = TrainJob(model=str(base_model), train_file=str(train_file), output_dir=str(run_dir), config=cfg,
+    folder = run_dir(runs_dir, name, cfg, base_model, [train_file, eval_file])
+    job = TrainJob(model=str(base_model), train_file=str(train_file), output_dir=str(folder), config=cfg,
                    eval_file=str(eval_file) if eval_file else None)
-    job_path = job.write(run_dir / "job.json")
-    log(f"[{name}] training in {run_dir}")
-    launch(ENTRY[name], job_path, accelerate_config, num_processes)
-    return json.loads(log_path.read_text())
+    return launch_or_reuse(ENTRY[name], job, accelerate_config=accelerate_config, num_processes=num_processes,
+                           name=name)
 
 
 # ------------------------------------------------------------------ measurement
-
-
-def majority_accuracy(labels: Sequence[str]) -> float:
-    """Accuracy of always answering the majority label."""
-    if not labels:
-        return float("nan")
-    yes = sum(lab == "Yes" for lab in labels)
-    return max(yes, len(labels) - yes) / len(labels)
-
-
-def item_accuracy(scores: Sequence[float], items: Sequence[dict], threshold: float = 0.0) -> dict:
-    """Accuracy of "Yes iff score > threshold" on RM items, overall, per domain and per property.
-
-    Returns ``{"accuracy", "n", "majority_baseline", "yes_share", "per_domain": {d: {accuracy, n}},
-    "per_property": {p: {accuracy, n}}}`` (accuracies in [0, 1]).
-    """
-    if len(scores) != len(items):
-        raise ValueError(f"scores: {len(scores)} for {len(items)} items")
-    right = [(s > threshold) == (it["label"] == "Yes") for s, it in zip(scores, items)]
-    groups: dict[str, dict[str, list[bool]]] = {"per_domain": defaultdict(list), "per_property": defaultdict(list)}
-    for ok, it in zip(right, items):
-        groups["per_domain"][it.get("domain") or "?"].append(ok)
-        if it.get("property"):
-            groups["per_property"][it["property"]].append(ok)
-    labels = [it["label"] for it in items]
-    out = {
-        "accuracy": sum(right) / len(right) if right else float("nan"),
-        "n": len(right),
-        "majority_baseline": majority_accuracy(labels),
-        "yes_share": labels.count("Yes") / len(labels) if labels else float("nan"),
-        "threshold": threshold,
-    }
-    for key, g in groups.items():
-        out[key] = {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in sorted(g.items())}
-    return out
 
 
 def calibration(scores: Sequence[float], labels: Sequence[str], bins: int = 10) -> dict:
@@ -219,37 +134,59 @@ def subsample(items: Sequence[dict], limit: int | None, seed: int = 0) -> list[d
     return [items[i] for i in keep]
 
 
-def score_items(scorer: Callable, items: Sequence[dict]):
-    """Run ``scorer(conversations, responses, principles)`` on RM items; returns its result."""
-    return scorer([it["context"] for it in items], [it["response"] for it in items], [it["principle"] for it in items])
+def scorer_settings(cfg: RewardModelsConfig, name: str) -> dict:
+    """``load_scorer`` arguments of model ``name``: the window it was trained on (scalar and bt:
+    their ``max_length``; the GenRM: its GRPO prompt length plus the evaluation's reasoning budget)."""
+    if name == "genrm":
+        g = cfg.genrm
+        return {"max_length": g.grpo.max_prompt_length + g.eval_max_new_tokens, "max_new_tokens": g.eval_max_new_tokens,
+                "batch_size": g.eval_batch_size}
+    return {"max_length": getattr(cfg, name).max_length, "batch_size": cfg.score_batch_size}
 
 
-def evaluate_model(name: str, scorer: Callable, validation: Sequence[dict], bench: Sequence[dict],
-                   bins: int = 10) -> dict:
-    """Validation and PrincipleBench accuracy of one model (see the module docstring for the rule).
+def evaluate_model(name: str, scorer: Callable, validation: Sequence[dict], bins: int = 10) -> dict:
+    """Validation accuracy of one model (see the module docstring for the rule).
 
-    ``scorer`` returns an object with ``.scores`` (and optionally ``.truncated`` / ``.missing``).
-    The BT model's threshold is fitted on validation; the others use 0 (their score is log-odds).
+    ``scorer(conversations, responses, principles)`` returns an object with ``.scores`` (and
+    optionally ``.truncated`` / ``.missing``). Returns ``{"validation": item_accuracy(...,
+    per_property=True), "truncated", ["judgement_missing"], ["calibration"], "scores"}``.
     """
+    from rlbff_lib.reward_models.accuracy import item_accuracy
     from rlbff_lib.reward_models.bradley_terry import fit_threshold
 
-    val = score_items(scorer, validation)
-    ben = score_items(scorer, bench)
+    val = scorer([it["context"] for it in validation], [it["response"] for it in validation],
+                 [it["principle"] for it in validation])
     threshold = 0.0
     if name == "bt" and validation:
         threshold, _ = fit_threshold(list(val.scores), [it["label"] for it in validation])
-    out = {
-        "validation": item_accuracy(val.scores, validation, threshold),
-        "principlebench": item_accuracy(ben.scores, bench, threshold),
-        "truncated": sum(getattr(val, "truncated", []) or []) + sum(getattr(ben, "truncated", []) or []),
-    }
-    if hasattr(ben, "missing"):
-        out["judgement_missing"] = int(getattr(val, "missing", 0)) + int(ben.missing)
+    out = {"validation": item_accuracy(list(val.scores), validation, threshold, per_property=True),
+           "truncated": sum(getattr(val, "truncated", []) or [])}
+    if hasattr(val, "missing"):
+        out["judgement_missing"] = int(val.missing)
     if name != "bt":
-        out["calibration"] = calibration(list(val.scores) + list(ben.scores),
-                                         [it["label"] for it in list(validation) + list(bench)], bins)
-    out["scores"] = {"validation": list(map(float, val.scores)), "principlebench": list(map(float, ben.scores))}
+        out["calibration"] = calibration(list(val.scores), [it["label"] for it in validation], bins)
+    out["scores"] = list(map(float, val.scores))
     return out
+
+
+def measure(cfg: RewardModelsConfig, names: Sequence[str], validation: Sequence[dict],
+            models_dir: str | Path = "models/reward_models") -> dict:
+    """:func:`evaluate_model` of each published model in ``names`` (loaded one at a time, then
+    released); the GenRM on ``genrm_eval_limit`` validation items (it generates)."""
+    from rlbff_lib.core.progress import log
+    from rlbff_lib.reward_models.scorers import load_scorer
+
+    results = {}
+    for name in names:
+        items = subsample(validation, cfg.genrm_eval_limit) if name == "genrm" else list(validation)
+        scorer = load_scorer(name, Path(models_dir) / name, **scorer_settings(cfg, name))
+        try:
+            results[name] = evaluate_model(name, scorer, items, cfg.calibration_bins)
+        finally:
+            scorer.release()
+        v = results[name]["validation"]
+        log(f"{name}: validation accuracy {v['accuracy']:.1f} [{v['ci'][0]:.1f}, {v['ci'][1]:.1f}] on {v['n']} items")
+    return results
 
 
 def training_summary(record: dict) -> dict:
@@ -260,20 +197,18 @@ def training_summary(record: dict) -> dict:
     return out
 
 
-def stage_metrics(results: dict, logs: dict, validation: Sequence[dict], bench: Sequence[dict]) -> dict:
-    """``metrics/reward_models.json``: ``principlebench.accuracy.<model>``, ``principlebench.majority_baseline``,
-    validation accuracy, the per-model details (per domain / property, calibration) and training summaries."""
-    bench_labels = [it["label"] for it in bench]
+def stage_metrics(results: dict, logs: dict, validation: Sequence[dict]) -> dict:
+    """``metrics/reward_models.json``: ``validation.{accuracy,ci,n}.<model>`` (percent, 95% Wilson),
+    ``validation.majority_baseline``, the per-model details (per domain / property, calibration)
+    and training summaries. No PrincipleBench number: the ``rm_eval`` stage publishes it."""
+    from rlbff_lib.reward_models.accuracy import majority_share
+
     return {
-        "principlebench": {
-            "accuracy": {name: r["principlebench"]["accuracy"] for name, r in results.items()},
-            "n": {name: r["principlebench"]["n"] for name, r in results.items()},
-            "majority_baseline": majority_accuracy(bench_labels),
-            "yes_share": bench_labels.count("Yes") / len(bench_labels) if bench_labels else float("nan"),
-        },
         "validation": {
             "accuracy": {name: r["validation"]["accuracy"] for name, r in results.items()},
-            "majority_baseline": majority_accuracy([it["label"] for it in validation]),
+            "ci": {name: r["validation"]["ci"] for name, r in results.items()},
+            "n": {name: r["validation"]["n"] for name, r in results.items()},
+            "majority_baseline": majority_share([it["label"] for it in validation]) if validation else None,
         },
         "models": {name: {k: v for k, v in r.items() if k != "scores"} for name, r in results.items()},
         "training": {name: training_summary(rec) for name, rec in logs.items()},

@@ -7,10 +7,10 @@ Every model is seen through one interface, a *scorer*::
 N conversations (a string = one user turn, or chat messages), N responses and N principles in,
 N scores out, each response scored ALONE. ``result`` may be any object with ``scores`` (N floats)
 and optionally ``truncated`` (N flags: the input was cut to ``max_length``) and ``judged`` (N
-flags: a GenRM wrote a readable judgement); :class:`rlbff_lib.reward_models.scoring.ScoreResult` and
-:class:`rlbff_lib.reward_models.genrm.GenRMScoreResult` are such results. :func:`scalar_scorer`,
-:func:`bt_scorer` (the principle is ignored) and :func:`genrm_scorer` wrap the three models;
-tests pass fake scorers.
+flags: a GenRM wrote a readable judgement). The models are
+:class:`rlbff_lib.reward_models.scorers.Scorer` objects (:func:`load_model`: the scalar RM, the
+Bradley–Terry RM, which ignores the principle, and the GenRM, with ``max_length`` counted as every
+scorer counts it); tests pass fake scorers.
 
 Benchmarks, scored with the official rules of :mod:`rlbff_lib.evaluation.rules`:
 
@@ -26,17 +26,27 @@ Benchmarks, scored with the official rules of :mod:`rlbff_lib.evaluation.rules`:
   with B presented first, so :func:`rlbff_lib.evaluation.rules.position_consistency` measures whether the
   verdict depends on the order at all (a single-response scorer: 100%, up to numerical noise
   of a different batching); otherwise game 2 reuses game 1's scores.
-- PrincipleBench (the project's own, built by the ``principles`` stage from held-out prompts):
-  an item is right when ``score > threshold`` agrees with its label (Yes). Threshold ``zero`` for
-  the log-odds models (scalar RM, GenRM); ``validation`` fits it on validation items
-  (:func:`rlbff_lib.reward_models.bradley_terry.fit_threshold`), needed by the principle-blind Bradley–Terry model. The
-  majority-label baseline of the same sample is reported beside it.
+- PrincipleBench (the project's own, built by the ``principles`` stage from held-out prompts),
+  scored both ways (:mod:`rlbff_lib.reward_models.accuracy`; the paper does not say which it used):
+  **items** (``principlebench.jsonl``): right when ``score > threshold`` agrees with the label (Yes);
+  threshold ``zero`` for the log-odds models (scalar RM, GenRM), ``validation`` fits it on
+  validation items (:func:`rlbff_lib.reward_models.bradley_terry.fit_threshold`), needed by the
+  principle-blind Bradley–Terry model; the majority-label baseline of the same sample beside it.
+  **pairs** (``principlebench_pairs.jsonl``: one prompt and principle, a Yes and a No response):
+  right when the Yes response scores strictly higher (ties wrong); no threshold. This stage is the
+  one that publishes PrincipleBench (``metrics/rm_eval.json``); the ``reward_models`` stage
+  reports only its validation accuracy.
+
+Every accuracy carries its 95% Wilson interval (:mod:`rlbff_lib.core.stats`), ``ci: [lower, upper]``
+in percent, and the table prints it as ``68.2 [65.2, 71.0]``. RM-Bench's numbers are means over
+each prompt's comparisons, which are not independent: their intervals take the prompts as the
+sample size (the domain's prompts; all prompts for the overall, easy, normal and hard), ours.
 
 Sample sizes: ``limits`` per model and benchmark draw a seeded subsample that is NESTED (a
 smaller limit takes a subset of a larger one's sample, :func:`nested_sample`), so the GenRM's
 small sample lies inside the scalar RM's. RM-Bench limits count prompts per scored domain;
-JudgeBench pairs and PrincipleBench items are spread over the source groups / domains in
-proportion to their sizes (:func:`stratified_sample`: every group stays present).
+JudgeBench pairs and PrincipleBench items and pairs are spread over the source groups / domains
+in proportion to their sizes (:func:`stratified_sample`: every group stays present).
 
 The principle used per benchmark domain is a parameter; which one the paper used is not known
 (reference §5: the model cards' examples use "correctness"). The defaults (:data:`RMBENCH_PRINCIPLES`,
@@ -49,7 +59,6 @@ safety split rewards refusing harmful prompts AND answering harmless ones that l
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -62,8 +71,11 @@ from rlbff_lib.evaluation import benchmarks as bm
 from rlbff_lib.evaluation import rules as ev
 from rlbff_lib.core.io import DataError, read_jsonl, stable_hash
 from rlbff_lib.core.progress import log
+from rlbff_lib.core.stats import percent_interval
+from rlbff_lib.reward_models.accuracy import item_accuracy, pair_accuracy
 
 MODEL_KINDS = ("scalar", "bt", "genrm")
+BENCHES = ("rmbench", "judgebench", "principlebench", "principlebench_pairs")
 RMBENCH_DOMAINS = ev.RMBENCH_SCORE_DOMAINS  # chat, math, code, safety
 JUDGEBENCH_GROUPS = bm.JUDGEBENCH_GROUPS  # knowledge, reasoning, math, code
 
@@ -82,7 +94,7 @@ JUDGEBENCH_PRINCIPLES = {
 SWEEP_PHRASINGS = ["correctness", "is accurate and free of errors", "is helpful", "is concise"]
 DEFAULT_SWEEP_KEY = "default (per domain)"
 
-Scorer = Callable[[list, list, list], Any]
+ScorerFn = Callable[[list, list, list], Any]  # a Scorer, or any such callable (tests: fakes)
 
 
 # ------------------------------------------------------------------ config
@@ -94,16 +106,18 @@ class LimitsConfig:
 
     rmbench: prompts per scored RM-Bench domain (chat, math, code, safety; each prompt is 6
     responses). judgebench: pairs (2 responses each; 4 scorer inputs with ``rescore_swapped``).
-    principlebench: items. validation: validation items for a ``threshold: validation`` fit.
+    principlebench: PrincipleBench items. principlebench_pairs: PrincipleBench pairs (2 scorer
+    inputs each). validation: validation items for a ``threshold: validation`` fit.
     """
 
     rmbench: int | None = 8
     judgebench: int | None = 60
-    principlebench: int | None = 200
+    principlebench: int | None = None
+    principlebench_pairs: int | None = None
     validation: int | None = 300
 
     def __post_init__(self):
-        for name in ("rmbench", "judgebench", "principlebench", "validation"):
+        for name in ("rmbench", "judgebench", "principlebench", "principlebench_pairs", "validation"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name}: must be >= 1 or null (everything), got {value}")
@@ -115,9 +129,10 @@ class ModelEvalConfig:
 
     kind: ``scalar`` (logit Yes − logit No), ``bt`` (Bradley–Terry, principle-blind) or ``genrm``.
     path: the trained model's folder (itself, or holding ``model/``, ``grpo/model/`` or ``sft/model/``).
-    label: its row in the table. max_length: tokens of one scorer input (the GenRM's prompt);
-    longer conversations are cut from the left (counted as truncated), and it is capped at the
-    model's ``max_position_embeddings`` (minus ``max_new_tokens`` for the GenRM).
+    label: its row in the table. max_length: the model's window per input, as every scorer counts
+    it (:mod:`rlbff_lib.reward_models.scorers`): the prompt plus the scalar RM's answer token / the
+    GenRM's ``max_new_tokens`` of reasoning; longer conversations are cut from the left (counted as
+    truncated); capped at the model's ``max_position_embeddings`` (the report shows the value used).
     batch_size: sequences per forward pass / generation batch. threshold: PrincipleBench decision
     threshold, ``zero`` (log-odds) or ``validation`` (fitted on validation items).
     max_new_tokens: GenRM generation budget (ignored by the others). device_map: ``null`` (one
@@ -159,7 +174,9 @@ def _default_models() -> dict[str, ModelEvalConfig]:
         "bt": ModelEvalConfig(kind="bt", path="models/reward_models/bt", label="Bradley–Terry RM (ours, smoke scale)",
                               threshold="validation"),
         "genrm": ModelEvalConfig(kind="genrm", path="models/reward_models/genrm", label="GenRM (ours, smoke scale)",
-                                 limits=LimitsConfig(rmbench=4, judgebench=40, principlebench=60, validation=None)),
+                                 max_length=1120,  # 1024 prompt tokens (as in its GRPO) + 96 of reasoning
+                                 limits=LimitsConfig(rmbench=4, judgebench=40, principlebench=60,
+                                                     principlebench_pairs=30, validation=None)),
     }
 
 
@@ -251,7 +268,8 @@ class BenchData:
 
     rmbench: RM-Bench records (``domain`` is the file domain); rmbench_missing: scored domain ->
     why it is absent; judgebench: pairs (empty when unavailable, with judgebench_missing the
-    reason); principlebench / validation: RM items of the ``principles`` stage.
+    reason); principlebench / validation: RM items of the ``principles`` stage;
+    principlebench_pairs: its PrincipleBench pairs (``chosen`` = the Yes response).
     """
 
     rmbench: list[dict] = field(default_factory=list)
@@ -260,6 +278,7 @@ class BenchData:
     judgebench: list[dict] = field(default_factory=list)
     judgebench_missing: str | None = None
     principlebench: list[dict] = field(default_factory=list)
+    principlebench_pairs: list[dict] = field(default_factory=list)
     validation: list[dict] = field(default_factory=list)
 
     def summary(self) -> dict:
@@ -270,6 +289,7 @@ class BenchData:
             "judgebench_pairs": len(self.judgebench),
             "judgebench_missing": self.judgebench_missing,
             "principlebench_items": len(self.principlebench),
+            "principlebench_pairs": len(self.principlebench_pairs),
             "validation_items": len(self.validation),
         }
 
@@ -284,6 +304,16 @@ def validate_rm_item(rec: dict, line: int) -> None:
             raise ValueError(f"{name}: must be a string")
     if rec["label"] not in ("Yes", "No"):
         raise ValueError(f"label: must be 'Yes' or 'No', got {rec['label']!r}")
+
+
+def validate_pb_pair(rec: dict, line: int) -> None:
+    """A PrincipleBench pair needs pair_id, context (messages), principle, chosen and rejected (strings)."""
+    context = rec["context"]
+    if not isinstance(context, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in context):
+        raise ValueError("context: must be a list of chat messages")
+    for name in ("pair_id", "principle", "chosen", "rejected"):
+        if not isinstance(rec[name], str):
+            raise ValueError(f"{name}: must be a string")
 
 
 def load_benchmarks(cfg: RMEvalConfig) -> BenchData:
@@ -310,10 +340,12 @@ def load_benchmarks(cfg: RMEvalConfig) -> BenchData:
     else:
         data.judgebench_missing = f"no local JudgeBench file ({path or 'no benchmarks folder'}) and use_hub is false"
     folder = Path(cfg.principles_dir)
-    for name, attr in (("principlebench.jsonl", "principlebench"), ("validation.jsonl", "validation")):
+    for name, attr, check in (("principlebench.jsonl", "principlebench", validate_rm_item),
+                               ("principlebench_pairs.jsonl", "principlebench_pairs", validate_pb_pair),
+                               ("validation.jsonl", "validation", validate_rm_item)):
         if not (folder / name).exists():
             raise DataError(folder / name, "not found: run the `principles` stage first")
-        setattr(data, attr, read_jsonl(folder / name, validate_rm_item))
+        setattr(data, attr, read_jsonl(folder / name, check))
     return data
 
 
@@ -387,6 +419,12 @@ def sample_items(items: Sequence[dict], limit: int | None, seed: int, name: str)
                              lambda it: [name, it.get("item_id"), it["principle"], it["response"]])
 
 
+def sample_pb_pairs(pairs: Sequence[dict], limit: int | None, seed: int) -> list[dict]:
+    """At most ``limit`` PrincipleBench pairs, stratified by domain."""
+    return stratified_sample(pairs, limit, seed, lambda p: str(p.get("domain")),
+                             lambda p: ["principlebench_pairs", p["pair_id"]])
+
+
 # ------------------------------------------------------------------ scorers
 
 
@@ -401,7 +439,7 @@ class Scored:
     texts: list[str] | None = None
 
 
-def run_scorer(scorer: Scorer, conversations: Sequence, responses: Sequence[str], principles: Sequence[str]) -> Scored:
+def run_scorer(scorer: ScorerFn, conversations: Sequence, responses: Sequence[str], principles: Sequence[str]) -> Scored:
     """Call ``scorer`` once on N inputs; checks it returns N finite scores."""
     n = len(responses)
     if not n:
@@ -421,38 +459,6 @@ def run_scorer(scorer: Scorer, conversations: Sequence, responses: Sequence[str]
     return Scored(scores, truncated, missing, time.time() - start, list(texts) if texts is not None else None)
 
 
-def scalar_scorer(model, tokenizer, batch_size: int = 8, max_length: int | None = 4096) -> Scorer:
-    """The scalar principle RM: logit(Yes) − logit(No) (:func:`rlbff_lib.reward_models.scoring.score`)."""
-    from rlbff_lib.reward_models.scoring import score
-
-    def scorer(conversations, responses, principles):
-        return score(conversations, responses, principles, model, tokenizer, batch_size=batch_size, max_length=max_length)
-
-    return scorer
-
-
-def bt_scorer(model, tokenizer, batch_size: int = 8, max_length: int | None = 4096) -> Scorer:
-    """The Bradley–Terry RM: the reward of the response alone; the principle is ignored."""
-    from rlbff_lib.reward_models.bradley_terry import bt_score
-
-    def scorer(conversations, responses, principles):
-        return bt_score(conversations, responses, model, tokenizer, batch_size=batch_size, max_length=max_length)
-
-    return scorer
-
-
-def genrm_scorer(model, tokenizer, max_new_tokens: int = 96, batch_size: int = 8,
-                 max_prompt_length: int | None = None) -> Scorer:
-    """The GenRM: greedy reasoning, then log P(" Yes") − log P(" No") at the judgement (−50 if none)."""
-    from rlbff_lib.reward_models.genrm import genrm_score
-
-    def scorer(conversations, responses, principles):
-        return genrm_score(conversations, responses, principles, model, tokenizer, max_new_tokens=max_new_tokens,
-                           batch_size=batch_size, max_prompt_length=max_prompt_length)
-
-    return scorer
-
-
 def resolve_model_dir(path: str | Path) -> Path:
     """The folder holding the model's ``config.json``: ``path`` or its ``model``, ``grpo/model``,
     ``sft/model`` subfolder (the trainers' layouts)."""
@@ -464,83 +470,24 @@ def resolve_model_dir(path: str | Path) -> Path:
                             "run the `reward_models` stage first")
 
 
-@dataclass
-class LoadedModel:
-    """A loaded reward model: its scorer and facts for the report."""
+def load_model(mcfg: ModelEvalConfig):
+    """The :class:`~rlbff_lib.reward_models.scorers.Scorer` of ``mcfg`` (its ``info()`` and
+    ``release()`` serve the report and the next model)."""
+    from rlbff_lib.reward_models.scorers import load_scorer
 
-    scorer: Scorer
-    info: dict
-    model: Any = None
-
-    def release(self) -> None:
-        """Free the weights (CPU and GPU memory) before the next model loads."""
-        self.model = self.scorer = None
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
-
-
-def effective_max_length(mcfg: ModelEvalConfig, max_positions: int | None) -> int:
-    """``max_length`` capped at what the model can read (minus the GenRM's generation budget)."""
-    if not max_positions:
-        return mcfg.max_length
-    room = max_positions - (mcfg.max_new_tokens if mcfg.kind == "genrm" else 0)
-    if room < 16:
-        raise ValueError(f"max_new_tokens: {mcfg.max_new_tokens} leaves {room} of the model's {max_positions} "
-                         "positions for the prompt")
-    return min(mcfg.max_length, room)
-
-
-def load_model(mcfg: ModelEvalConfig) -> LoadedModel:
-    """Load the model of ``mcfg`` and wrap it in its scorer."""
-    from rlbff_lib.models.lm import count_parameters
-
-    path = resolve_model_dir(mcfg.path)
-    if mcfg.kind == "bt":
-        if mcfg.device_map is None:
-            from rlbff_lib.reward_models.bradley_terry import load_bt_scorer
-
-            model, tok = load_bt_scorer(path)
-        else:
-            from transformers import AutoModelForSequenceClassification
-
-            from rlbff_lib.models.lm import attn_implementation, device_and_dtype
-            from rlbff_lib.models.tokenizer import load_tokenizer
-
-            model = AutoModelForSequenceClassification.from_pretrained(
-                str(path), dtype=device_and_dtype()[1], device_map=mcfg.device_map, use_safetensors=True,
-                trust_remote_code=False, attn_implementation=attn_implementation()).eval()
-            tok = load_tokenizer(path)
-    else:
-        from rlbff_lib.reward_models.scoring import load_scorer
-
-        model, tok = load_scorer(path, mcfg.device_map)
-    max_positions = getattr(model.config.get_text_config(), "max_position_embeddings", None)
-    max_length = effective_max_length(mcfg, max_positions)
-    if mcfg.kind == "scalar":
-        scorer = scalar_scorer(model, tok, mcfg.batch_size, max_length)
-    elif mcfg.kind == "bt":
-        scorer = bt_scorer(model, tok, mcfg.batch_size, max_length)
-    else:
-        scorer = genrm_scorer(model, tok, mcfg.max_new_tokens, mcfg.batch_size, max_length)
-    info = {"path": str(path), "kind": mcfg.kind, "parameters": count_parameters(model),
-            "max_position_embeddings": max_positions, "max_length": max_length}
-    return LoadedModel(scorer=scorer, info=info, model=model)
+    return load_scorer(mcfg.kind, resolve_model_dir(mcfg.path), mcfg.max_length, mcfg.batch_size,
+                       mcfg.max_new_tokens, mcfg.device_map)
 
 
 # ------------------------------------------------------------------ benchmarks
 
 
-def evaluate_rmbench(scorer: Scorer, records: Sequence[dict], principles: Mapping[str, str]) -> dict | None:
+def evaluate_rmbench(scorer: ScorerFn, records: Sequence[dict], principles: Mapping[str, str]) -> dict | None:
     """RM-Bench of ``records`` (each prompt's 6 responses scored alone with its domain's principle).
 
-    Returns :func:`rlbff_lib.evaluation.rules.score_rmbench`'s result plus ``inputs``, ``truncated``,
-    ``missing_judgements``, ``seconds`` and the ``principles`` used; ``None`` without records.
+    Returns :func:`rlbff_lib.evaluation.rules.score_rmbench`'s result plus intervals
+    (:func:`rmbench_intervals`), ``inputs``, ``truncated``, ``missing_judgements``, ``seconds`` and
+    the ``principles`` used; ``None`` without records.
     """
     if not records:
         return None
@@ -556,18 +503,42 @@ def evaluate_rmbench(scorer: Scorer, records: Sequence[dict], principles: Mappin
     per_prompt = [{"domain": rec["domain"], "id": rec["id"],
                    "chosen": out.scores[2 * k * i: 2 * k * i + k], "rejected": out.scores[2 * k * i + k: 2 * k * (i + 1)]}
                   for i, rec in enumerate(records)]
-    result = ev.score_rmbench(per_prompt)
+    result = rmbench_intervals(ev.score_rmbench(per_prompt))
     result.update(inputs=len(resp), truncated=out.truncated, missing_judgements=out.missing, seconds=out.seconds,
                   principles={d: principles[d] for d in result["groups_present"]})
     return result
 
 
-def evaluate_judgebench(scorer: Scorer, pairs: Sequence[dict], principles: Mapping[str, str],
+def rmbench_intervals(result: dict) -> dict:
+    """RM-Bench's result with Wilson intervals: ``groups[d]["ci"][k]`` for k in score / easy / normal /
+    hard (n = the domain's prompts) and ``ci[k]`` for overall / easy / normal / hard (n = all prompts)."""
+    for g in result["groups"].values():
+        g["ci"] = {k: percent_interval(g[k], g["n"]) for k in ("score", "easy", "normal", "hard")}
+    total = sum(g["n"] for g in result["groups"].values())
+    result["ci"] = {k: percent_interval(result[k], total) for k in ("overall", "easy", "normal", "hard")}
+    return result
+
+
+def judgebench_intervals(result: dict) -> dict:
+    """JudgeBench's result with Wilson intervals: ``ci`` (overall), ``groups[g]["ci"]`` and
+    ``position["ci"][k]`` for consistent / chosen_first / rejected_first / both_orders."""
+    for g in result["groups"].values():
+        g["ci"] = percent_interval(g["accuracy"], g["n"])
+    result["ci"] = percent_interval(result["overall"], result["n"])
+    pos = result.get("position")
+    if pos:
+        pos["ci"] = {k: percent_interval(pos[k], pos["n"]) for k in ("consistent", "chosen_first", "rejected_first",
+                                                                     "both_orders")}
+    return result
+
+
+def evaluate_judgebench(scorer: ScorerFn, pairs: Sequence[dict], principles: Mapping[str, str],
                         rescore_swapped: bool = True) -> dict | None:
     """JudgeBench of ``pairs``: A and B scored alone with the pair's group principle, two games.
 
     Returns :func:`rlbff_lib.evaluation.rules.score_judgebench_decisions`'s result plus ``position``
-    (consistency and accuracy by where the chosen response sits), ``inputs`` (2 per pair),
+    (consistency and accuracy by where the chosen response sits), intervals
+    (:func:`judgebench_intervals`), ``inputs`` (2 per pair),
     ``truncated`` and ``missing_judgements`` (of the first pass), ``seconds``, ``principles``;
     ``None`` without pairs.
     """
@@ -588,21 +559,14 @@ def evaluate_judgebench(scorer: Scorer, pairs: Sequence[dict], principles: Mappi
     result = ev.score_judgebench_decisions(pairs, decisions)
     result["position"] = {**ev.position_consistency(decisions), **ev.position_bias_accuracy(pairs, decisions),
                           "rescored_swapped": rescore_swapped}
+    judgebench_intervals(result)
     groups = result["groups_present"]
     result.update(inputs=len(conv), truncated=first.truncated, missing_judgements=first.missing, seconds=seconds,
                   principles={g: principles[g] for g in groups})
     return result
 
 
-def majority_share(labels: Sequence[str]) -> float:
-    """Accuracy (percent) of always answering the more frequent label."""
-    if not labels:
-        return float("nan")
-    yes = sum(lab == "Yes" for lab in labels) / len(labels)
-    return 100 * max(yes, 1 - yes)
-
-
-def fit_validation_threshold(scorer: Scorer, items: Sequence[dict]) -> dict:
+def fit_validation_threshold(scorer: ScorerFn, items: Sequence[dict]) -> dict:
     """Threshold maximising validation accuracy of ``score > t`` (:func:`rlbff_lib.reward_models.bradley_terry.fit_threshold`)."""
     from rlbff_lib.reward_models.bradley_terry import fit_threshold
 
@@ -611,48 +575,58 @@ def fit_validation_threshold(scorer: Scorer, items: Sequence[dict]) -> dict:
     out = run_scorer(scorer, [it["context"] for it in items], [it["response"] for it in items],
                      [it["principle"] for it in items])
     t, acc = fit_threshold(out.scores, [it["label"] for it in items])
-    return {"threshold": t, "validation_accuracy": 100 * acc, "validation_items": len(items),
+    return {"threshold": t, "validation_accuracy": 100 * acc,
+            "validation_ci": percent_interval(100 * acc, len(items)), "validation_items": len(items),
             "validation_truncated": out.truncated, "seconds": out.seconds}
 
 
-def evaluate_principlebench(scorer: Scorer, items: Sequence[dict], threshold: float = 0.0,
+def evaluate_principlebench(scorer: ScorerFn, items: Sequence[dict], threshold: float = 0.0,
                             n_examples: int = 3) -> dict | None:
-    """PrincipleBench accuracy (percent): ``score > threshold`` agrees with the label (Yes).
+    """PrincipleBench items (percent): ``score > threshold`` agrees with the label (Yes).
 
-    Returns ``accuracy``, ``n``, ``majority`` (the majority-label baseline of the same items),
-    ``yes_share``, ``groups[domain] = {accuracy, majority, n}``, ``threshold``, ``inputs``,
-    ``truncated``, ``missing_judgements``, ``seconds``, and for a scorer that returns texts (the
-    GenRM) ``examples``: the first ``n_examples`` judgements (principle, label, score, text);
-    ``None`` without items.
+    Returns :func:`rlbff_lib.reward_models.accuracy.item_accuracy` (``accuracy``, ``ci``, ``n``,
+    ``majority``, ``yes_share``, ``groups[domain]``, ``threshold``) plus ``inputs``, ``truncated``,
+    ``missing_judgements``, ``seconds``, and for a scorer that returns texts (the GenRM)
+    ``examples``: the first ``n_examples`` judgements (principle, label, score, text); ``None``
+    without items.
     """
     if not items:
         return None
     out = run_scorer(scorer, [it["context"] for it in items], [it["response"] for it in items],
                      [it["principle"] for it in items])
-    right = [(s > threshold) == (it["label"] == "Yes") for s, it in zip(out.scores, items)]
-    labels = [it["label"] for it in items]
-    groups: dict[str, dict] = {}
-    for domain in sorted({str(it.get("domain")) for it in items}):
-        idx = [i for i, it in enumerate(items) if str(it.get("domain")) == domain]
-        groups[domain] = {"accuracy": 100 * sum(right[i] for i in idx) / len(idx),
-                          "majority": majority_share([labels[i] for i in idx]), "n": len(idx)}
-    result = {"accuracy": 100 * sum(right) / len(right), "n": len(items), "majority": majority_share(labels),
-              "yes_share": sum(lab == "Yes" for lab in labels) / len(labels), "groups": groups,
-              "threshold": threshold, "inputs": len(items), "truncated": out.truncated,
-              "missing_judgements": out.missing, "seconds": out.seconds}
+    result = item_accuracy(out.scores, items, threshold)
+    result.update(inputs=len(items), truncated=out.truncated, missing_judgements=out.missing, seconds=out.seconds)
     if out.texts is not None:  # a generative judge: keep a few of its judgements to read
         result["examples"] = [{"principle": it["principle"], "label": it["label"], "score": s, "text": t[:600]}
                               for it, s, t in list(zip(items, out.scores, out.texts))[:n_examples]]
     return result
 
 
-def evaluate_model(scorer: Scorer, data: BenchData, mcfg: ModelEvalConfig, principles: PrincipleChoiceConfig,
+def evaluate_principlebench_pairs(scorer: ScorerFn, pairs: Sequence[dict]) -> dict | None:
+    """PrincipleBench pairs (percent): the Yes response (``chosen``) scores strictly above the No one.
+
+    Both responses are scored alone, in one scorer call. Returns
+    :func:`rlbff_lib.reward_models.accuracy.pair_accuracy` (``accuracy``, ``ci``, ``n``, ``ties``,
+    ``groups[domain]``) plus ``inputs`` (2 per pair), ``truncated``, ``missing_judgements``,
+    ``seconds``; ``None`` without pairs.
+    """
+    if not pairs:
+        return None
+    conv = [p["context"] for p in pairs for _ in range(2)]
+    out = run_scorer(scorer, conv, [r for p in pairs for r in (p["chosen"], p["rejected"])],
+                     [p["principle"] for p in pairs for _ in range(2)])
+    result = pair_accuracy(out.scores[0::2], out.scores[1::2], pairs)
+    result.update(inputs=len(conv), truncated=out.truncated, missing_judgements=out.missing, seconds=out.seconds)
+    return result
+
+
+def evaluate_model(scorer: ScorerFn, data: BenchData, mcfg: ModelEvalConfig, principles: PrincipleChoiceConfig,
                    seed: int = 0, rescore_swapped: bool = True) -> dict:
     """One model on the three benchmarks, with its own sample sizes and threshold rule.
 
-    Returns ``{"rmbench", "judgebench", "principlebench"}`` (each a result or ``None``),
-    ``samples`` (RM-Bench prompts per domain, JudgeBench pairs, PrincipleBench items),
-    ``inputs`` / ``truncated`` / ``missing_judgements`` totals and ``seconds``.
+    Returns ``{"rmbench", "judgebench", "principlebench", "principlebench_pairs"}`` (each a result
+    or ``None``), ``samples`` (RM-Bench prompts per domain, JudgeBench pairs, PrincipleBench items
+    and pairs), ``inputs`` / ``truncated`` / ``missing_judgements`` totals and ``seconds``.
     """
     limits = mcfg.limits
     result: dict[str, Any] = {}
@@ -673,12 +647,17 @@ def evaluate_model(scorer: Scorer, data: BenchData, mcfg: ModelEvalConfig, princ
         if fit:
             pb["threshold_fit"] = fit
     result["principlebench"] = pb
-    log(f"  PrincipleBench: {_headline(pb, 'accuracy')}")
-    parts = [result[k] for k in ("rmbench", "judgebench", "principlebench") if result[k]]
+    log(f"  PrincipleBench items: {_headline(pb, 'accuracy')}")
+    pairs = evaluate_principlebench_pairs(scorer, sample_pb_pairs(data.principlebench_pairs,
+                                                                  limits.principlebench_pairs, seed))
+    result["principlebench_pairs"] = pairs
+    log(f"  PrincipleBench pairs: {_headline(pairs, 'accuracy')}")
+    parts = [result[k] for k in BENCHES if result[k]]
     result["samples"] = {
         "rmbench_prompts": {d: g["n"] for d, g in result["rmbench"]["groups"].items()} if result["rmbench"] else {},
         "judgebench_pairs": result["judgebench"]["n"] if result["judgebench"] else 0,
         "principlebench_items": pb["n"] if pb else 0,
+        "principlebench_pairs": pairs["n"] if pairs else 0,
     }
     result["inputs"] = sum(p["inputs"] for p in parts)
     result["truncated"] = sum(p["truncated"] for p in parts)
@@ -691,7 +670,10 @@ def _headline(res: dict | None, key: str) -> str:
     if res is None:
         return "not available"
     n = res.get("n", sum(g.get("n", 0) for g in res.get("groups", {}).values()))
-    return f"{res[key]:.1f} (n={n}, truncated {res['truncated']}/{res['inputs']} inputs, {res['seconds']:.0f}s)"
+    ci = res.get("ci")
+    ci = ci.get(key) if isinstance(ci, dict) else ci
+    return (f"{with_ci(res[key], ci)} (n={n}, truncated {res['truncated']}/{res['inputs']} inputs, "
+            f"{res['seconds']:.0f}s)")
 
 
 # ------------------------------------------------------------------ principle sweep
@@ -701,17 +683,23 @@ def sweep_summary(rmbench: dict | None, judgebench: dict | None) -> dict:
     """The numbers a sweep compares: RM-Bench domain scores + overall, JudgeBench groups + overall."""
     out: dict[str, Any] = {"rmbench": None, "judgebench": None}
     if rmbench:
-        out["rmbench"] = {**{d: rmbench["groups"][d]["score"] for d in rmbench["groups_present"]},
-                          "overall": rmbench["overall"], "missing": rmbench["missing"]}
+        groups = rmbench["groups_present"]
+        out["rmbench"] = {**{d: rmbench["groups"][d]["score"] for d in groups},
+                          "overall": rmbench["overall"], "missing": rmbench["missing"],
+                          "ci": {**{d: rmbench["groups"][d]["ci"]["score"] for d in groups},
+                                 "overall": rmbench["ci"]["overall"]}}
     if judgebench:
-        out["judgebench"] = {**{g: judgebench["groups"][g]["accuracy"] for g in judgebench["groups_present"]},
-                             "overall": judgebench["overall"], "missing": judgebench["missing"]}
+        groups = judgebench["groups_present"]
+        out["judgebench"] = {**{g: judgebench["groups"][g]["accuracy"] for g in groups},
+                             "overall": judgebench["overall"], "missing": judgebench["missing"],
+                             "ci": {**{g: judgebench["groups"][g]["ci"] for g in groups},
+                                    "overall": judgebench["ci"]}}
     out["truncated"] = sum(r["truncated"] for r in (rmbench, judgebench) if r)
     out["inputs"] = sum(r["inputs"] for r in (rmbench, judgebench) if r)
     return out
 
 
-def principle_sweep(scorer: Scorer, data: BenchData, mcfg: ModelEvalConfig, phrasings: Sequence[str],
+def principle_sweep(scorer: ScorerFn, data: BenchData, mcfg: ModelEvalConfig, phrasings: Sequence[str],
                     seed: int = 0, default: dict | None = None, default_principles: PrincipleChoiceConfig | None = None
                     ) -> dict:
     """RM-Bench and JudgeBench with each phrasing used for every domain, on the model's samples.
@@ -751,36 +739,54 @@ PAPER_SAMPLES = "full: RM-Bench 1,327 prompts; JudgeBench 350 pairs (GPT-4o spli
 RMBENCH_COLUMNS = (*RMBENCH_DOMAINS, "easy", "normal", "hard", "overall")
 JUDGEBENCH_COLUMNS = (*JUDGEBENCH_GROUPS, "overall")
 COLUMNS = ([("rmbench", c) for c in RMBENCH_COLUMNS] + [("judgebench", c) for c in JUDGEBENCH_COLUMNS]
-           + [("principlebench", "accuracy")])
-BENCH_TITLES = {"rmbench": "RM-Bench", "judgebench": "JudgeBench", "principlebench": "PrincipleBench"}
+           + [("principlebench", "items"), ("principlebench", "pairs")])
+BENCH_TITLES = {"rmbench": "RM-Bench", "judgebench": "JudgeBench", "principlebench": "PrincipleBench",
+                "principlebench_pairs": "PrincipleBench pairs"}
 MISSING = "—"
 
 
 def our_cells(result: dict) -> dict[tuple[str, str], float | None]:
     """The table's numbers of one evaluated model (``None`` where missing)."""
-    cells: dict[tuple[str, str], float | None] = {col: None for col in COLUMNS}
-    rm, jb, pb = result.get("rmbench"), result.get("judgebench"), result.get("principlebench")
+    return {col: v for col, (v, _) in our_cells_with_ci(result).items()}
+
+
+def our_cells_with_ci(result: dict) -> dict[tuple[str, str], tuple[float | None, list[float] | None]]:
+    """The table's numbers of one evaluated model with their 95% Wilson intervals (``None`` where missing)."""
+    cells: dict[tuple[str, str], tuple[float | None, list[float] | None]] = {col: (None, None) for col in COLUMNS}
+    rm, jb = result.get("rmbench"), result.get("judgebench")
+    pb, pairs = result.get("principlebench"), result.get("principlebench_pairs")
     if rm:
         for d, g in rm["groups"].items():
-            cells[("rmbench", d)] = g["score"]
+            cells[("rmbench", d)] = (g["score"], (g.get("ci") or {}).get("score"))
         for k in ("easy", "normal", "hard", "overall"):
-            cells[("rmbench", k)] = rm[k]
+            cells[("rmbench", k)] = (rm[k], (rm.get("ci") or {}).get(k))
     if jb:
         for g, v in jb["groups"].items():
-            cells[("judgebench", g)] = v["accuracy"]
-        cells[("judgebench", "overall")] = jb["overall"]
+            cells[("judgebench", g)] = (v["accuracy"], v.get("ci"))
+        cells[("judgebench", "overall")] = (jb["overall"], jb.get("ci"))
     if pb:
-        cells[("principlebench", "accuracy")] = pb["accuracy"]
+        cells[("principlebench", "items")] = (pb["accuracy"], pb.get("ci"))
+    if pairs:
+        cells[("principlebench", "pairs")] = (pairs["accuracy"], pairs.get("ci"))
     return cells
 
 
 def paper_cells(row: dict) -> dict[tuple[str, str], float | None]:
+    """The paper's numbers; its PrincipleBench number (scoring not published) goes in the items column."""
     cells: dict[tuple[str, str], float | None] = {col: None for col in COLUMNS}
     for bench in ("rmbench", "judgebench"):
         for k, v in row.get(bench, {}).items():
             cells[(bench, k)] = v
-    cells[("principlebench", "accuracy")] = row.get("principlebench")
+    cells[("principlebench", "items")] = row.get("principlebench")
     return cells
+
+
+def with_ci(v: float | None, ci: Sequence[float] | None) -> str:
+    """``"68.2 [65.2, 71.0]"`` (percent, 95% Wilson interval), or the number alone, or ``—``."""
+    text = _num(v)
+    if text != MISSING and ci:
+        text += f" [{ci[0]:.1f}, {ci[1]:.1f}]"
+    return text
 
 
 def overall_note(missing: Sequence[str], total: int, what: str) -> str:
@@ -798,12 +804,12 @@ def samples_text(result: dict) -> str:
     s = result["samples"]
     rm = "/".join(str(s["rmbench_prompts"].get(d, MISSING)) for d in RMBENCH_DOMAINS)
     return (f"RM-Bench {rm} prompts (chat/math/code/safety); JudgeBench {s['judgebench_pairs']} pairs; "
-            f"PrincipleBench {s['principlebench_items']} items")
+            f"PrincipleBench {s['principlebench_items']} items, {s.get('principlebench_pairs', 0)} pairs")
 
 
 def truncated_text(result: dict) -> str:
     parts = []
-    for bench in ("rmbench", "judgebench", "principlebench"):
+    for bench in BENCHES:
         r = result.get(bench)
         if r:
             parts.append(f"{BENCH_TITLES[bench]} {r['truncated']}/{r['inputs']}")
@@ -827,21 +833,21 @@ def ordered_models(metrics: dict) -> list[tuple[str, dict]]:
 def markdown_table(metrics: dict, paper: Mapping[str, dict] = PAPER_ROWS) -> str:
     """The paper's table: our models' rows (with sample sizes and truncation) beside the paper's.
 
-    Missing numbers are ``—``; an overall over fewer domains / groups than the benchmark has
-    says so in its cell. PrincipleBench cells of our rows give the majority baseline beside.
+    Our numbers carry their 95% Wilson interval, ``68.2 [65.2, 71.0]``; missing numbers are ``—``;
+    an overall over fewer domains / groups than the benchmark has says so in its cell. The
+    PrincipleBench items cell of our rows gives the majority baseline beside.
     """
-    header = (["model"] + [f"{BENCH_TITLES[b]} {c}" if b != "principlebench" else "PrincipleBench" for b, c in COLUMNS]
-              + ["samples", "truncated inputs"])
+    header = ["model"] + [f"{BENCH_TITLES[b]} {c}" for b, c in COLUMNS] + ["samples", "truncated inputs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(COLUMNS) + ["---", "---"]) + "|"]
     for name, result in ordered_models(metrics):
-        cells = {col: _num(v) for col, v in our_cells(result).items()}
+        cells = {col: with_ci(v, ci) for col, (v, ci) in our_cells_with_ci(result).items()}
         rm, jb, pb = result.get("rmbench"), result.get("judgebench"), result.get("principlebench")
         if rm:
             cells[("rmbench", "overall")] += overall_note(rm["missing"], len(RMBENCH_DOMAINS), "domains")
         if jb:
             cells[("judgebench", "overall")] += overall_note(jb["missing"], len(JUDGEBENCH_GROUPS), "groups")
         if pb:
-            cells[("principlebench", "accuracy")] += f" (majority {pb['majority']:.1f})"
+            cells[("principlebench", "items")] += f" (majority {pb['majority']:.1f})"
         lines.append("| " + " | ".join([model_label(name, result)] + [cells[c] for c in COLUMNS]
                                       + [samples_text(result), truncated_text(result)]) + " |")
     for row in paper.values():
@@ -859,8 +865,10 @@ def position_table(metrics: dict) -> str:
         if not jb:
             continue
         p = jb["position"]
-        lines.append(f"| {result.get('label', name)} | {p['n']} | {p['consistent']:.1f} | {p['chosen_first']:.1f} | "
-                     f"{p['rejected_first']:.1f} | {p['both_orders']:.1f} | {'yes' if p['rescored_swapped'] else 'no'} |")
+        ci = p.get("ci") or {}
+        nums = [with_ci(p[k], ci.get(k)) for k in ("consistent", "chosen_first", "rejected_first", "both_orders")]
+        lines.append(f"| {result.get('label', name)} | {p['n']} | " + " | ".join(nums)
+                     + f" | {'yes' if p['rescored_swapped'] else 'no'} |")
     return "\n".join(lines)
 
 
@@ -874,7 +882,7 @@ def sweep_table(sweep: dict) -> str:
         cells = []
         for bench, c in cols:
             part = row.get(bench)
-            text = _num(part.get(c)) if part else MISSING
+            text = with_ci(part.get(c), (part.get("ci") or {}).get(c)) if part else MISSING
             if part and c == "overall":
                 total = len(RMBENCH_DOMAINS) if bench == "rmbench" else len(JUDGEBENCH_GROUPS)
                 text += overall_note(part["missing"], total, "domains" if bench == "rmbench" else "groups")
@@ -889,10 +897,16 @@ def markdown_report(metrics: dict) -> str:
     data = metrics.get("data", {})
     out = ["# Reward-model evaluation (paper §5)", "",
            "Each response is scored alone with (prompt, response, principle); pairwise benchmarks count a pair "
-           "right when the chosen response scores higher. Numbers in percent. Our rows were measured by the "
+           "right when the chosen response scores higher. Numbers in percent, ours with their 95% Wilson "
+           "interval in brackets (RM-Bench's with the prompts as the sample size); where two intervals overlap, "
+           "the sample does not order the two. Our rows were measured by the "
            "`rm_eval` stage on seeded subsamples (sizes in the `samples` column; nested: a smaller sample lies "
            "inside a larger one); the paper's rows are copied from the paper (reference §5). "
-           f"`{MISSING}`: not measured / not given.", "", markdown_table(metrics), "", "Notes:", ""]
+           f"`{MISSING}`: not measured / not given.", "", markdown_table(metrics), "", "Notes:", "",
+           "- PrincipleBench, scored two ways (ours; the paper does not publish its rule): **items**, right when "
+           "the score's side of the threshold agrees with the item's Yes/No label; **pairs** (one prompt and "
+           "principle, one response labelled Yes and one No), right when the Yes response scores strictly higher "
+           "(ties wrong, no threshold). The paper's PrincipleBench number stands in the items column."]
     missing = data.get("rmbench_missing") or {}
     for d, reason in missing.items():
         out.append(f"- RM-Bench {d}: not available here ({reason.splitlines()[0][:200]}); our RM-Bench overall, easy, "
@@ -913,11 +927,15 @@ def markdown_report(metrics: dict) -> str:
             if rule == "validation" and pb.get("threshold_fit"):
                 fit = pb["threshold_fit"]
                 text += (f" (fitted on {fit['validation_items']} validation items, validation accuracy "
-                         f"{fit['validation_accuracy']:.1f})")
+                         f"{with_ci(fit['validation_accuracy'], fit.get('validation_ci'))})")
             else:
                 text += " (log-odds: Yes more likely than No)"
             text += f"; majority-label baseline of the same {pb['n']} items: {pb['majority']:.1f}."
             out.append(text)
+        pairs = result.get("principlebench_pairs")
+        if pairs:
+            out.append(f"- PrincipleBench pairs, {result.get('label', name)}: {pairs['n']} pairs, "
+                       f"{pairs['ties']} tied (counted wrong).")
         if result.get("missing_judgements"):
             out.append(f"- {result.get('label', name)}: {result['missing_judgements']} of {result['inputs']} "
                        "generations had no readable judgement (scored −50, i.e. No).")
@@ -935,9 +953,9 @@ def markdown_report(metrics: dict) -> str:
 # ------------------------------------------------------------------ the stage
 
 
-def evaluate_all(cfg: RMEvalConfig, data: BenchData, load: Callable[[ModelEvalConfig], LoadedModel] = load_model
-                 ) -> dict:
-    """Every model of ``cfg.models`` (loaded one at a time with ``load``) and the principle sweep.
+def evaluate_all(cfg: RMEvalConfig, data: BenchData, load: Callable[[ModelEvalConfig], Any] = load_model) -> dict:
+    """Every model of ``cfg.models`` (loaded one at a time with ``load``, a scorer; its ``info()``
+    and ``release()`` are used when it has them) and the principle sweep.
 
     Returns the metrics: ``models[name]`` (:func:`evaluate_model` + ``label``, ``model`` facts),
     ``order`` (the config's model order),
@@ -949,18 +967,20 @@ def evaluate_all(cfg: RMEvalConfig, data: BenchData, load: Callable[[ModelEvalCo
                                "paper": PAPER_ROWS}
     for name, mcfg in cfg.models.items():
         log(f"{name}: loading {mcfg.path}")
-        loaded = load(mcfg)
+        scorer = load(mcfg)
         try:
-            result = evaluate_model(loaded.scorer, data, mcfg, cfg.principles, cfg.seed, cfg.rescore_swapped)
-            result.update(label=mcfg.label, kind=mcfg.kind, model=loaded.info)
+            result = evaluate_model(scorer, data, mcfg, cfg.principles, cfg.seed, cfg.rescore_swapped)
+            info = scorer.info() if hasattr(scorer, "info") else {"path": mcfg.path, "kind": mcfg.kind}
+            result.update(label=mcfg.label, kind=mcfg.kind, model=info)
             metrics["models"][name] = result
             if cfg.sweep.model == name and cfg.sweep.phrasings:
-                sweep = principle_sweep(loaded.scorer, data, mcfg, cfg.sweep.phrasings, cfg.seed, default=result,
+                sweep = principle_sweep(scorer, data, mcfg, cfg.sweep.phrasings, cfg.seed, default=result,
                                         default_principles=cfg.principles)
                 sweep.update(model=name, label=mcfg.label)
                 metrics["principle_sweep"] = sweep
         finally:
-            loaded.release()
+            if hasattr(scorer, "release"):
+                scorer.release()
     return metrics
 
 
@@ -970,37 +990,42 @@ MODEL_COLORS = {"scalar": "#4C72B0", "bt": "#DD8452", "genrm": "#55A868"}
 
 
 def benchmarks_figure(metrics: dict):
-    """Grouped bars, ours (solid) beside the paper (hatched) per model kind: left the three
-    benchmarks' headline numbers, right the RM-Bench and JudgeBench detail. Missing: no bar."""
+    """Grouped bars, ours (solid, with 95% Wilson intervals) beside the paper (hatched) per model
+    kind: left the benchmarks' headline numbers, right the RM-Bench and JudgeBench detail. Missing: no bar."""
     import numpy as np
 
     head = [("rmbench", "overall", "RM-Bench"), ("judgebench", "overall", "JudgeBench"),
-            ("principlebench", "accuracy", "PrincipleBench")]
+            ("principlebench", "items", "PrincipleBench items"), ("principlebench", "pairs", "PrincipleBench pairs")]
     detail = ([("rmbench", c, f"RMB {c}") for c in ("chat", "math", "code", "safety", "easy", "normal", "hard")]
               + [("judgebench", c, f"JB {c}") for c in ("knowledge", "reasoning", "math", "code")])
     series = []  # (label, cells, color, hatch)
     for name, result in ordered_models(metrics):
         kind = result.get("kind", name)
         color = MODEL_COLORS.get(kind, "gray")
-        series.append((result.get("label", name), our_cells(result), color, None))
+        series.append((result.get("label", name), our_cells_with_ci(result), color, None))
         if kind in PAPER_ROWS:
-            series.append((PAPER_ROWS[kind]["label"], paper_cells(PAPER_ROWS[kind]), color, "//"))
+            paper = {col: (v, None) for col, v in paper_cells(PAPER_ROWS[kind]).items()}
+            series.append((PAPER_ROWS[kind]["label"], paper, color, "//"))
     fig, axes = plt.subplots(1, 2, figsize=(15, 5.2), gridspec_kw={"width_ratios": [1.3, 3]})
     width = 0.8 / max(1, len(series))
     for ax, cols in zip(axes, (head, detail)):
         x = np.arange(len(cols))
         for k, (label, cells, color, hatch) in enumerate(series):
-            vals = [cells.get((b, c)) for b, c, _ in cols]
+            vals = [cells.get((b, c), (None, None))[0] for b, c, _ in cols]
+            cis = [cells.get((b, c), (None, None))[1] for b, c, _ in cols]
             heights = [v if v is not None else 0 for v in vals]
+            err = np.array([[v - ci[0], ci[1] - v] if v is not None and ci else [0.0, 0.0]
+                            for v, ci in zip(vals, cis)]).T
             bars = ax.bar(x - 0.4 + width * (k + 0.5), heights, width, color=color if hatch is None else "white",
-                          edgecolor=color, hatch=hatch, label=label)
+                          edgecolor=color, hatch=hatch, label=label, yerr=err if err.any() else None,
+                          error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "black"})
             bar_labels(ax, bars, vals)
         ax.axhline(50, color="gray", ls=":", lw=0.8)
         ax.set_xticks(x, [t for _, _, t in cols], rotation=30, ha="right", fontsize=9)
         ax.set_ylim(0, 112)
         ax.set_ylabel("accuracy (%)")
     axes[0].set_title("Headline numbers")
-    axes[1].set_title("Detail (no bar: not measured here / not given in the paper)")
+    axes[1].set_title("Detail (no bar: not measured here / not given in the paper); whiskers: 95% Wilson")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, ncol=min(3, len(labels)), loc="lower center", bbox_to_anchor=(0.5, -0.12))
     fig.suptitle("Reward models, ours (solid) vs the paper (hatched); dotted line: chance")

@@ -10,11 +10,13 @@ the property and its polarity?), reward models (does the score agree with the
 checker?) and alignment (does the policy satisfy the principle more often?).
 
 Layout, top to bottom:
-1. text helpers and the property checkers (``PROPERTIES``, ``check``, ``reasoning``);
+1. text helpers and the property checkers (``PROPERTIES``, ``check``, ``reasoning``), and the names an
+   extractor gives each property (``PRINCIPLE_NAMES``: one usual name, paraphrases near and far);
 2. content banks (topics, arithmetic, code tasks, four languages);
 3. prompts (``sample_prompt``) and the response renderer (``render_response``);
 4. annotators (feedback texts, preferences);
-5. ``WorldConfig``, ``generate_world``, ``sample_policy_prompts``.
+5. ``WorldConfig``, ``generate_world`` (records carry HelpSteer3's ``split``, by prompt),
+   ``sample_policy_prompts``.
 
 Pure Python + stdlib ``random``; the same config gives the same world byte for byte.
 """
@@ -326,7 +328,41 @@ PROPERTIES: dict[str, Property] = {p.name: p for p in (
              _ev_bold, "highlights key terms in bold", "uses no bold emphasis"),
 )}
 DOMAIN_PROPERTIES: dict[str, list[str]] = {d: [n for n, p in PROPERTIES.items() if d in p.domains] for d in DOMAINS}
+
+# The names an extractor (an LLM reading the feedback) gives each property. The first is the name it uses
+# most (the rules lexicon's); the others are paraphrases, from near-identical to far in meaning for a
+# sentence embedder. The simulated extraction server draws from them; the synthetic evaluation maps each
+# name back to its property (`match_property`).
+PRINCIPLE_NAMES: dict[str, tuple[str, ...]] = {
+    "concise": ("conciseness", "is concise", "being concise", "concise and to the point", "concise response",
+                "avoids verbosity", "brevity"),
+    "bulleted_list": ("uses bullet points", "use of bullet points", "bullet points", "uses bulleted lists",
+                      "uses a bulleted list", "uses lists", "list format"),
+    "worked_example": ("provides examples", "provides an example", "provides concrete examples", "uses examples",
+                       "example usage", "includes examples", "illustrative example"),
+    "inline_comments": ("contains inline comments", "includes inline comments", "has inline comments",
+                        "inline comments", "code comments", "commented code", "well-commented code"),
+    "fenced_code": ("uses code blocks", "uses a code block", "code blocks", "uses markdown code blocks",
+                    "markdown code block", "fenced code block", "code in backticks"),
+    "code_docstring": ("documents functions with docstrings", "function docstrings", "docstrings",
+                       "includes docstrings", "documents the function", "has a docstring", "documentation"),
+    "arithmetic_correct": ("correctness", "mathematical correctness", "factual correctness", "accuracy",
+                           "correct final answer", "accurate calculation", "correct answer"),
+    "same_language": ("responds in the prompt's language", "language of the prompt", "same language as the prompt",
+                      "responds in the user's language", "responds in the same language", "uses the user's language",
+                      "language consistency"),
+    "no_repetition": ("avoids repetition", "avoids repetitiveness", "lack of repetition", "no repetition",
+                      "non-repetitive", "avoids redundancy", "no redundancy"),
+    "direct_answer": ("answers directly without preamble", "avoids preamble", "no unnecessary preamble",
+                      "answers directly", "no preamble", "direct answer", "directness"),
+    "followup_question": ("ends with a follow-up question", "includes a follow-up question",
+                          "asks a follow-up question", "follow-up question", "ends with a question",
+                          "engages the user at the end", "invites further questions"),
+    "bold_key_terms": ("uses bold for key terms", "bolds key terms", "bold key terms", "uses bold text",
+                       "uses bold formatting", "bold formatting", "highlights key terms"),
+}
 _PHRASING_INDEX = {_norm(ph): p.name for p in PROPERTIES.values() for ph in p.phrasings}
+_PHRASING_INDEX |= {_norm(n): name for name, names in PRINCIPLE_NAMES.items() for n in names}
 
 
 def check(name: str, response: str, prompt_info: dict | None = None) -> bool:
@@ -340,7 +376,8 @@ def check_all(domain: str, response: str, prompt_info: dict | None = None) -> di
 
 
 def match_property(principle_text: str) -> str | None:
-    """The property a principle phrasing names (case/punctuation-insensitive exact match), else None."""
+    """The property a principle phrasing (``Property.phrasings``) or extractor name (:data:`PRINCIPLE_NAMES`)
+    names (case/punctuation-insensitive exact match), else None."""
     return _PHRASING_INDEX.get(_norm(principle_text or ""))
 
 
@@ -1218,14 +1255,15 @@ class WorldConfig:
     max_turns: int = 3              # user turns per context (1..max_turns)
     property_rate: float = 0.5      # P(property holds) for each applicable property of each response
     annotators: int = 3             # feedback texts per response (HelpSteer3: up to 3)
-    min_comments: int = 3           # property remarks per feedback text (HelpSteer3 feedback discusses several
-    max_comments: int = 6           # aspects; 1-3 left ~1.1 principle items per response, too few for the tiny RM)
+    min_comments: int = 4           # property remarks per feedback text (HelpSteer3 feedback discusses several
+    max_comments: int = 7           # aspects; fewer leave too few principle items per response for the tiny RM)
     partial_rate: float = 0.1       # a remark is "Partially"
     offtopic_rate: float = 0.2      # a feedback text gets a remark that maps to no property
     mistake_rate: float = 0.08      # a remark is wrong (random low-salience property, or flipped polarity)
     neutral_rate: float = 0.3       # a feedback text gets a neutral sentence (no property, not recorded)
     salience_spread: float = 1.5    # sigma of the log-normal per-response salience (0: annotators pick at random)
     concise_word_limit: int = CONCISE_WORD_LIMIT
+    validation_share: float = 0.1   # prompts in the official validation split (HelpSteer3: 5%; the rest: train)
 
     def __post_init__(self):
         def integer(name, lo, hi):
@@ -1240,7 +1278,8 @@ class WorldConfig:
         integer("min_comments", 1, 7)
         integer("max_comments", self.min_comments if isinstance(self.min_comments, int) else 1, 7)
         integer("concise_word_limit", MIN_WORD_LIMIT, MAX_WORD_LIMIT)
-        for name in ("property_rate", "partial_rate", "offtopic_rate", "mistake_rate", "neutral_rate"):
+        for name in ("property_rate", "partial_rate", "offtopic_rate", "mistake_rate", "neutral_rate",
+                     "validation_share"):
             x = getattr(self, name)
             if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 <= x <= 1.0:
                 raise ValueError(f"{name}: must be in [0, 1], got {x!r}")
@@ -1288,6 +1327,12 @@ def _sample_values(domain: str, rate: float, rng: random.Random) -> dict[str, bo
     return {p: rng.random() < rate for p in DOMAIN_PROPERTIES[domain]}
 
 
+def official_split(context: list[dict], cfg: WorldConfig) -> str:
+    """``train`` | ``validation``, HelpSteer3's published split: by prompt, so records sharing a prompt share it."""
+    u = int(stable_hash("rlbff-world-split", cfg.seed, context)[:13], 16) / 16 ** 13
+    return "validation" if u < cfg.validation_share else "train"
+
+
 def generate_world(cfg: WorldConfig | None = None) -> World:
     """Generate the world of ``cfg``: deterministic, record i depends only on (seed, i)."""
     cfg = cfg or WorldConfig()
@@ -1311,7 +1356,7 @@ def generate_world(cfg: WorldConfig | None = None) -> World:
             "response1": responses[0], "response2": responses[1],
             "feedback1": [a["text"] for a in notes[0]], "feedback2": [a["text"] for a in notes[1]],
             "overall_preference": max(-3, min(3, _round(sum(p["score"] for p in prefs) / len(prefs)))),
-            "individual_preference": prefs,
+            "individual_preference": prefs, "split": official_split(context, cfg),
         })
         for j in range(2):
             truth.append({"id": rid, "response": j + 1, "domain": domain, "prompt_info": info,

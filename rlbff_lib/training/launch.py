@@ -1,9 +1,9 @@
-"""How the reward-model trainers run: one process here, or many through ``accelerate launch``.
+"""How the trainers run: one process here, or many through ``accelerate launch``.
 
-Shared by :mod:`rlbff_lib.reward_models.scalar` (scalar principle RM, TRL ``SFTTrainer``) and
-:mod:`rlbff_lib.reward_models.bradley_terry` (Bradley–Terry baseline, TRL ``RewardTrainer``):
+Shared by every trainer (scalar RM, Bradley–Terry, GenRM, policy SFT, GRPO):
 
-- :class:`TrainConfig`: the hyperparameters both trainers share, turned into TRL config kwargs.
+- :class:`TrainConfig` (SFT / reward trainers) and :class:`GRPOSettings`: the hyperparameters the trainers share;
+  :mod:`rlbff_lib.training.trl_config` turns them into TRL's configs.
 - :func:`run_trainer`: resume from the newest *complete* checkpoint (an incomplete or corrupt
   one is detected, reported and deleted, never trusted), train, save the final model
   atomically (temp folder, then rename) and write ``training_log.json`` (loss curves for the
@@ -31,13 +31,14 @@ import subprocess
 import sys
 import zipfile
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 from rlbff_lib.core.io import write_json
 from rlbff_lib.core.params import REPO_ROOT
 from rlbff_lib.core.progress import log, quiet_mode
+from rlbff_lib.training.trl_config import check_fields
 
 ACCELERATE_CONFIGS = REPO_ROOT / "configs" / "accelerate"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -48,21 +49,26 @@ CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters shared by the reward-model trainers (units: optimizer steps, tokens).
+    """Hyperparameters shared by the SFT and reward-model trainers (units: optimizer steps, tokens).
 
     learning_rate: peak AdamW learning rate. num_train_epochs: passes over the data (used
     when ``max_steps`` is -1). max_steps: optimizer steps, overrides epochs when > 0.
     per_device_train_batch_size: sequences (or pairs, for BT) per process per micro-step;
     the effective batch is that × gradient_accumulation_steps × number of processes.
     max_length: longest input in tokens; longer conversations are cut from the left
-    (see :func:`rlbff_lib.reward_models.scalar.fit_conversation`). seed: model-init and data-order seed.
+    (see :func:`rlbff_lib.reward_models.prompt.fit_conversation`). seed: model-init and data-order seed.
     warmup_ratio: share of the steps with linear warm-up. lr_scheduler_type: a transformers
     scheduler name. weight_decay, max_grad_norm: AdamW decay, gradient clipping.
     logging_steps: steps between log lines / curve points. save_steps: steps between
     checkpoints. save_total_limit: checkpoints kept. eval_steps: steps between evaluations
     on the eval set (0: none during training). eval_batch_size: sequences per scoring batch.
     gradient_checkpointing: recompute activations in backward (needed for 32B/70B models).
+    report_to: experiment tracker (``none``, ``tensorboard``, ``wandb``, ``trackio``; its package must be installed).
+    trl_args: any other field of the TRL config class, passed through
+    (:mod:`rlbff_lib.training.trl_config`; e.g. ``{"neftune_noise_alpha": 5}``).
     """
+
+    trl_kind: ClassVar[str] = "sft"  # the TRL config class (trl_config.TRL_CLASSES)
 
     learning_rate: float = 5e-4
     num_train_epochs: float = 1.0
@@ -81,78 +87,18 @@ class TrainConfig:
     eval_steps: int = 0
     eval_batch_size: int = 16
     gradient_checkpointing: bool = False
+    report_to: Literal["none", "tensorboard", "wandb", "trackio"] = "none"
+    trl_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate: must be in (0, 1), got {self.learning_rate}")
-        if self.num_train_epochs <= 0:
-            raise ValueError(f"num_train_epochs: must be > 0, got {self.num_train_epochs}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps: must be -1 (use epochs) or >= 1, got {self.max_steps}")
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps",
-                     "save_steps", "save_total_limit", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.max_length < 16:
-            raise ValueError(f"max_length: must be >= 16 tokens, got {self.max_length}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0 or self.max_grad_norm <= 0:
-            raise ValueError(f"weight_decay/max_grad_norm: must be >= 0 / > 0, got "
-                             f"{self.weight_decay}/{self.max_grad_norm}")
-        if self.eval_steps < 0:
-            raise ValueError(f"eval_steps: must be >= 0, got {self.eval_steps}")
+        check_fields(self)
 
-    def trl_kwargs(self, checkpoint_dir: str | Path, has_eval: bool) -> dict[str, Any]:
-        """Keyword arguments for a TRL config (``SFTConfig`` / ``RewardConfig``).
-
-        bf16 weights + autocast with SDPA/FlashAttention 2 on CUDA; fp32 on CPU, where
-        ``use_cpu`` also makes a multi-process run pick the gloo backend.
-        """
-        import torch
-
-        from rlbff_lib.models.lm import attn_implementation, device_and_dtype
-
-        _, dtype = device_and_dtype()
-        cuda = torch.cuda.is_available()
-        evaluate = has_eval and self.eval_steps > 0
-        return dict(
-            output_dir=str(checkpoint_dir),
-            learning_rate=self.learning_rate,
-            num_train_epochs=self.num_train_epochs,
-            max_steps=self.max_steps,
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            per_device_eval_batch_size=self.eval_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps,
-            max_length=self.max_length,
-            seed=self.seed,
-            data_seed=self.seed,
-            warmup_steps=self.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
-            lr_scheduler_type=self.lr_scheduler_type,
-            weight_decay=self.weight_decay,
-            max_grad_norm=self.max_grad_norm,
-            logging_steps=self.logging_steps,
-            logging_first_step=True,
-            save_strategy="steps",
-            save_steps=self.save_steps,
-            save_total_limit=self.save_total_limit,
-            eval_strategy="steps" if evaluate else "no",
-            eval_steps=self.eval_steps if evaluate else None,
-            activation_checkpointing=self.gradient_checkpointing,  # transformers 5.23's name
-            bf16=cuda,
-            fp16=False,
-            use_cpu=not cuda,
-            report_to="none",
-            disable_tqdm=quiet_mode(),
-            dataloader_num_workers=0,
-            ddp_find_unused_parameters=False,
-            model_init_kwargs={"dtype": dtype, "attn_implementation": attn_implementation()},
-        )
 
 @dataclass
 class GRPOSettings:
-    """The fields every GRPO run shares (the GenRM's training, the policy's alignment), their checks,
-    and the ``trl.GRPOConfig`` they make (units: optimizer steps, tokens, completions).
+    """The fields every GRPO run shares (the GenRM's training, the policy's alignment) and their checks;
+    :func:`rlbff_lib.training.trl_config.trl_config` makes the ``trl.GRPOConfig`` (units: optimizer steps, tokens,
+    completions).
 
     learning_rate: AdamW LR. max_steps: optimizer steps (-1: ``num_train_epochs`` passes over the
     prompts). num_generations: completions per prompt, the GRPO group. per_device_train_batch_size:
@@ -162,11 +108,17 @@ class GRPOSettings:
     max_completion_length: generated tokens. temperature, top_p: sampling. beta: KL coefficient
     (> 0 loads a reference model; 0: none, and no ``kl`` is logged). epsilon / epsilon_high: lower /
     upper clip of the ratio. loss_type, scale_rewards, num_iterations: as in ``trl.GRPOConfig``
-    ("dapo" = token-level mean over the batch). use_vllm, vllm_mode (``colocate`` | ``server``),
-    vllm_server_base_url, vllm_gpu_memory_utilization, vllm_tensor_parallel_size: the vLLM
-    generation backend at scale (HF ``generate`` when off). Others as in :class:`TrainConfig`.
+    ("dapo" = token-level mean over the batch). use_bias_correction_kl: multiply the KL term by the
+    importance ratio (TRL's default; NeMo-RL's ``use_on_policy_kl_approximation`` is off).
+    vllm_importance_sampling_correction: correct for vLLM's sampling log-probabilities differing from the
+    trainer's (TRL's default; NeMo-RL's ``use_importance_sampling_correction`` is off). use_vllm, vllm_mode
+    (``colocate`` | ``server``), vllm_server_base_url, vllm_gpu_memory_utilization, vllm_tensor_parallel_size: the
+    vLLM generation backend at scale (HF ``generate`` when off). report_to: experiment tracker (completions are
+    logged when one is set). trl_args: any other ``trl.GRPOConfig`` field. Others as in :class:`TrainConfig`.
     Subclasses set their own defaults by declaring a field again.
     """
+
+    trl_kind: ClassVar[str] = "grpo"
 
     learning_rate: float = 3e-4
     max_steps: int = 20
@@ -184,6 +136,8 @@ class GRPOSettings:
     loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo"] = "dapo"
     scale_rewards: Literal["group", "batch", "none"] = "group"
     num_iterations: int = 1
+    use_bias_correction_kl: bool = True
+    vllm_importance_sampling_correction: bool = True
     use_vllm: bool = False
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_server_base_url: str | None = None
@@ -198,18 +152,14 @@ class GRPOSettings:
     save_steps: int = 10
     save_total_limit: int = 2
     gradient_checkpointing: bool = False
+    report_to: Literal["none", "tensorboard", "wandb", "trackio"] = "none"
+    trl_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate: must be in (0, 1), got {self.learning_rate}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps: must be -1 (use epochs) or >= 1, got {self.max_steps}")
-        if self.num_train_epochs <= 0:
-            raise ValueError(f"num_train_epochs: must be > 0, got {self.num_train_epochs}")
+        check_fields(self)
         if self.num_generations < 2:
             raise ValueError(f"num_generations: GRPO needs >= 2 completions per prompt, got {self.num_generations}")
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
-                     "num_iterations", "logging_steps", "save_steps", "save_total_limit", "vllm_tensor_parallel_size"):
+        for name in ("max_completion_length", "num_iterations", "vllm_tensor_parallel_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if (self.per_device_train_batch_size * self.gradient_accumulation_steps) % self.num_generations:
@@ -235,41 +185,6 @@ class GRPOSettings:
                 raise ValueError(f"{name}: must be one of {list(allowed)}, got {getattr(self, name)!r}")
         if not 0 < self.vllm_gpu_memory_utilization <= 1:
             raise ValueError(f"vllm_gpu_memory_utilization: must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
-
-    def trl_kwargs(self, checkpoint_dir: str | Path) -> dict[str, Any]:
-        """Keyword arguments for ``trl.GRPOConfig``: device, precision and logging as the other
-        trainers (:meth:`TrainConfig.trl_kwargs`: fp32 on CPU, bf16 on CUDA), plus GRPO's own.
-        GRPOConfig's own defaults differ from TrainingArguments (bf16 on, gradient checkpointing on,
-        LR 1e-6, ``beta`` 0): every one is set here."""
-        import torch
-
-        if self.use_vllm and not torch.cuda.is_available():
-            raise ValueError("use_vllm: vLLM generation needs CUDA GPUs; set use_vllm: false on CPU")
-        base = TrainConfig(
-            learning_rate=self.learning_rate, num_train_epochs=self.num_train_epochs, max_steps=self.max_steps,
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps,
-            max_length=self.max_prompt_length + self.max_completion_length, seed=self.seed,
-            warmup_ratio=self.warmup_ratio, lr_scheduler_type=self.lr_scheduler_type, weight_decay=self.weight_decay,
-            max_grad_norm=self.max_grad_norm, logging_steps=self.logging_steps, save_steps=self.save_steps,
-            save_total_limit=self.save_total_limit, gradient_checkpointing=self.gradient_checkpointing,
-        ).trl_kwargs(checkpoint_dir, has_eval=False)
-        base.pop("max_length")  # GRPOConfig has max_completion_length; prompts are cut or dropped beforehand
-        base.update(
-            num_generations=self.num_generations, max_completion_length=self.max_completion_length,
-            temperature=self.temperature, top_p=self.top_p, beta=self.beta, epsilon=self.epsilon,
-            epsilon_high=self.epsilon_high, loss_type=self.loss_type, scale_rewards=self.scale_rewards,
-            num_iterations=self.num_iterations, use_vllm=self.use_vllm, vllm_mode=self.vllm_mode,
-            vllm_server_base_url=self.vllm_server_base_url,
-            vllm_gpu_memory_utilization=self.vllm_gpu_memory_utilization,
-            vllm_tensor_parallel_size=self.vllm_tensor_parallel_size,
-            vllm_max_model_length=(self.max_prompt_length + self.max_completion_length) if self.use_vllm else None,
-            remove_unused_columns=False,
-        )
-        return base
-
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -585,10 +500,9 @@ def launch(trainer_module_entry: str, config_path: str | Path, accelerate_config
         cfg = ACCELERATE_CONFIGS / cfg
     if not cfg.exists():
         raise FileNotFoundError(f"accelerate config {accelerate_config} not found (nor under {ACCELERATE_CONFIGS})")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg)]
-    if num_processes is not None:
-        cmd += ["--num_processes", str(num_processes)]
-    cmd += ["-m", trainer_module_entry, "train", "--config", str(config_path)]
+    from rlbff_lib.training.slurm import launch_command  # several machines: srun over the SLURM training nodes
+
+    cmd = launch_command(cfg, num_processes, ["-m", trainer_module_entry, "train", "--config", str(config_path)])
     child_env = dict(os.environ)
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
     child_env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

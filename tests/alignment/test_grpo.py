@@ -3,13 +3,14 @@ answer, several principles, length penalty), and GRPO that raises checker-measur
 and runs from its command line."""
 import json
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
 
 from rlbff_lib.synthetic import world as W
-from rlbff_lib.alignment.grpo import (AlignmentConfig, ChatEndpoint, PrincipleReward, RewardConfig, curves_from_history,
+from rlbff_lib.alignment.grpo import (AlignmentConfig, PrincipleReward, RewardConfig, curves_from_history,
                                  judge_principle_score, launch_grpo, main, pick_train_properties, principle_prompts,
                                  train_grpo, validate_rows, yes_no_from_logprobs, yes_no_from_text)
 from rlbff_lib.training.launch import TrainJob
@@ -88,11 +89,11 @@ def test_config_validation_names_the_field():
     assert cfg.reward.label.startswith("Bradley-Terry") and cfg.use_vllm
 
 
-def test_trl_kwargs_make_a_cpu_grpo_config(tmp_path):
-    from trl import GRPOConfig
+def test_trl_config_makes_a_cpu_grpo_config(tmp_path):
+    from rlbff_lib.training.trl_config import trl_config
 
     cfg = grpo_cfg(chat_template_kwargs={"enable_thinking": False})
-    args = GRPOConfig(**cfg.trl_kwargs(tmp_path))
+    args = trl_config(cfg, tmp_path)
     assert args.bf16 is False and args.use_vllm is False and args.use_cpu is True
     assert args.num_generations == 8 and args.generation_batch_size == 32 and args.beta == 0.02
     assert args.gradient_checkpointing is False and args.remove_unused_columns is False
@@ -100,7 +101,7 @@ def test_trl_kwargs_make_a_cpu_grpo_config(tmp_path):
     assert cfg.held_out_properties() == [p for p in W.DOMAIN_PROPERTIES["general"] if p != TRAINED]
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="^use_vllm"):
-            grpo_cfg(use_vllm=True, vllm_mode="server").trl_kwargs(tmp_path)
+            trl_config(grpo_cfg(use_vllm=True, vllm_mode="server"), tmp_path)
 
 
 def test_principle_prompts_hide_the_principle_from_the_policy():
@@ -169,18 +170,18 @@ def test_checker_reward_scores_the_final_answer_averages_principles_and_penalise
 
 
 def test_scalar_reward_is_the_principle_rm_score_of_the_final_answer(random_rm, tok):
-    from rlbff_lib.reward_models.scoring import score
+    from rlbff_lib.reward_models.scorers import Scorer
 
     prompt = [{"role": "user", "content": "What should I know about budgeting?"}]
     answer = "A budget is a plan for where each month's income goes. Want more detail?"
-    reward = PrincipleReward(RewardConfig(backend="scalar", model_path="unused"), policy_tokenizer=tok,
-                             model=random_rm, tokenizer=tok)
+    reward = PrincipleReward(RewardConfig(backend="scalar", model_path="unused", max_length=512),  # the RM's positions
+                             policy_tokenizer=tok, model=random_rm, tokenizer=tok)
     p1, p2 = "ends with a follow-up question", "is concise"
     texts = [answer, "<think>scratch work</think>" + answer]
     ids = [tok.encode(t, add_special_tokens=False) for t in texts]
     out = reward(prompts=[prompt, prompt], completions=[_completion(t) for t in texts], completion_ids=ids,
                  principles=[[p1, p2], [p1, p2]])
-    direct = score([prompt, prompt], [answer, answer], [p1, p2], random_rm, tok).scores
+    direct = Scorer("scalar", random_rm, tok)([prompt, prompt], [answer, answer], [p1, p2]).scores
     assert out[0] == pytest.approx(sum(direct) / 2, abs=1e-5)
     assert out[1] == pytest.approx(out[0], abs=1e-5)   # the thinking is not scored
     single = reward(prompts=[prompt], completions=[_completion(answer)], completion_ids=ids[:1], principles=[[p2]])
@@ -197,18 +198,19 @@ def test_genrm_reward_is_the_genrm_score_of_the_final_answer(random_rm, tok):
     out = reward(prompts=[prompt] * 2, completions=[_completion("<think>x</think>" + a) for a in answers],
                  completion_ids=[tok.encode("<think>x</think>" + a, add_special_tokens=False) for a in answers],
                  principles=[["is concise", "ends with a follow-up question"]] * 2)
+    # max_length counts the whole window: 256 - 6 reasoning tokens leave 250 for the prompt
     direct = genrm_score([prompt] * 4, [answers[0], answers[0], answers[1], answers[1]],
-                         ["is concise", "ends with a follow-up question"] * 2, random_rm, tok, 6, 8, 256).scores
+                         ["is concise", "ends with a follow-up question"] * 2, random_rm, tok, 6, 8, 250).scores
     assert out == pytest.approx([(direct[0] + direct[1]) / 2, (direct[2] + direct[3]) / 2])
 
 
 def test_bt_reward_ignores_the_principle(base_dir, tok, tmp_path):
-    from rlbff_lib.reward_models.bradley_terry import bt_score, load_bt_scorer
+    from rlbff_lib.reward_models.scorers import Scorer, load_model
 
-    model, btok = load_bt_scorer(base_dir)   # a BT model: the tiny causal LM with a (random) scalar head
+    model, btok = load_model("bt", base_dir)   # a BT model: the tiny causal LM with a (random) scalar head
     model.save_pretrained(tmp_path)
     btok.save_pretrained(tmp_path)
-    reward = PrincipleReward(RewardConfig(backend="bt", model_path=str(tmp_path)), policy_tokenizer=tok)
+    reward = PrincipleReward(RewardConfig(backend="bt", model_path=str(tmp_path), max_length=512), policy_tokenizer=tok)
     prompt = [{"role": "user", "content": "Tell me about recycling."}]
     answers = ["Recycling turns used materials into new products.", "Great question! Rinse containers first?"]
     ids = [tok.encode(a, add_special_tokens=False) for a in answers]
@@ -217,7 +219,7 @@ def test_bt_reward_ignores_the_principle(base_dir, tok, tmp_path):
     b = reward(prompts=[prompt] * 2, completions=[_completion(x) for x in answers], completion_ids=ids,
                principles=[["uses a bulleted list"], ["is concise"]])
     assert a == pytest.approx(b, abs=1e-6)
-    assert a == pytest.approx(bt_score([prompt] * 2, answers, model, btok).scores, abs=1e-5)
+    assert a == pytest.approx(Scorer("bt", model, btok)([prompt] * 2, answers).scores, abs=1e-5)
 
 
 # ------------------------------------------------------------------ remote judge (a local fake server)
@@ -228,11 +230,14 @@ class FakeJudge:
 
     Modes per request, taken in order from ``script`` (then ``logprobs``): ``logprobs`` (Yes/No in
     top_logprobs), ``yes_only`` (No missing from the list), ``text`` (no logprobs, a written answer),
-    ``500`` (a server error echoing the Authorization header), ``401``.
+    ``500`` (a server error echoing the Authorization header), ``400`` (this request only), ``401``.
+    Like vLLM it lists ``models`` at ``GET /v1/models``; the preflight's one-message probe is
+    answered apart (counted in ``probes``, with logprobs unless ``logprobs=False``).
     """
 
-    def __init__(self, script=()):
+    def __init__(self, script=(), models=("judge-1", "genrm"), logprobs=True):
         self.script, self.requests, self.lock = list(script), [], threading.Lock()
+        self.models, self.logprobs, self.probes = list(models), logprobs, 0
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -254,15 +259,24 @@ class FakeJudge:
             def log_message(self, *args):
                 pass
 
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [{"id": m} for m in server.models]})
+
             def do_POST(self):
                 payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if len(payload["messages"]) == 1:  # the preflight's probe
+                    server.probes += 1
+                    lp = {"content": [{"token": "Yes", "logprob": -0.1, "top_logprobs": [
+                        {"token": "Yes", "logprob": -0.1}]}]} if server.logprobs and payload.get("logprobs") else None
+                    return self._send(200, {"choices": [{"index": 0, "finish_reason": "length", "logprobs": lp,
+                                                         "message": {"role": "assistant", "content": "Yes"}}]})
                 with server.lock:
                     mode = server.script.pop(0) if server.script else "logprobs"
                     server.requests.append({"payload": payload, "auth": self.headers.get("Authorization")})
                 if mode == "500":
                     return self._send(500, {"error": f"boom {self.headers.get('Authorization')}"})
-                if mode == "401":
-                    return self._send(401, {"error": "bad key"})
+                if mode in ("400", "401"):
+                    return self._send(int(mode), {"error": {"message": "bad key" if mode == "401" else "too long"}})
                 if payload["messages"][-1]["role"] == "principle":   # the GenRM's chat: reasoning + judgement
                     return self._genrm(payload, mode)
                 response = payload["messages"][-2]["content"]
@@ -324,7 +338,8 @@ def test_judge_reward_reads_logprobs_retries_and_keeps_the_key_secret(monkeypatc
                            judge_api_key_env="RLBFF_TEST_JUDGE_KEY", judge_concurrency=1, judge_max_retries=2)
         reward = PrincipleReward(cfg)
         reward._load()
-        reward.client.backoff_s = 0.01
+        assert server.probes == 1  # the preflight asked for logprobs once (judge_mode logprobs)
+        reward.client.cfg.backoff_base_s = 0.01
         prompt = [{"role": "user", "content": "Tips for sleep?"}]
         answers = ["Keep a fixed bedtime. Want more?", "Keep a fixed bedtime. Want more?", "Keep a fixed bedtime."]
         out = reward(prompts=[prompt] * 3, completions=[_completion(a) for a in answers],
@@ -350,19 +365,61 @@ def test_judge_reward_reads_logprobs_retries_and_keeps_the_key_secret(monkeypatc
         assert sent["max_tokens"] == 64 and genrm.cfg.label.startswith("principle judge (genrm, genrm prompt")
         no = genrm(prompts=[prompt], completions=[_completion(answers[2])], principles=[["is concise"]])
         assert no == pytest.approx([-2.2 + 0.1])
-        # a non-retryable failure gives None (TRL ignores it) and never leaks the key
-        server.script = ["401"]
-        client = ChatEndpoint(server.url, "judge-1", "sk-secret-123", max_retries=0)
-        assert judge_principle_score(client, prompt, "x", "is concise") is None
-        from rlbff_lib.alignment.grpo import RequestFailed
+        # a retryable failure left after the retries is redacted and counted
+        from rlbff_lib.core.http import ChatClient, EndpointError, RequestFailed, TooManyFailures
 
+        client = ChatClient(replace(cfg, judge_max_retries=0).endpoint())
         server.script = ["500"]
         with pytest.raises(RequestFailed) as err:
-            client.complete([{"role": "user", "content": "hi"}])
-        assert "sk-secret-123" not in str(err.value) and "***" in str(err.value)
+            client.complete([{"role": "user", "content": "hi"}, {"role": "user", "content": "there"}])
+        assert "sk-secret-123" not in str(err.value) and "***" in str(err.value) and client.stats.failed == 1
+        # a failure of one request (400) scores None; past 2% of the calls so far (3 + 3) the run fails
+        server.script = ["logprobs", "400", "logprobs"]
+        with pytest.raises(TooManyFailures, match=r"reward judge endpoint .* 1 of 6 requests failed"):
+            reward(prompts=[prompt] * 3, completions=[_completion(a) for a in answers],
+                   principles=[["is concise"]] * 3)
+        # a refused key stops at the first answer, in one line naming the parameter, and sends nothing more
+        server.script = ["401"] + ["logprobs"] * 5
+        before = len(server.requests)
+        with pytest.raises(EndpointError) as err:
+            judge_principle_score(client, prompt, "x", "is concise")
+        message = str(err.value)
+        assert message.startswith(f"reward judge endpoint: HTTP 401 from {server.url} (bad key)")
+        assert "alignment.grpo.reward.judge_api_key_env" in message and "sk-secret-123" not in message
+        with pytest.raises(EndpointError):
+            judge_principle_score(client, prompt, "y", "is concise")
+        assert len(server.requests) == before + 1
         client.close()
     finally:
         server.close()
+
+
+def test_judge_preflight_names_the_missing_model_logprobs_or_server(monkeypatch):
+    import socket
+    import time
+
+    from rlbff_lib.core.http import EndpointError
+
+    server = FakeJudge(models=("other-model",), logprobs=False)
+    try:
+        cfg = RewardConfig(backend="judge", judge_base_url=server.url, judge_model="judge-1")
+        with pytest.raises(EndpointError, match=r"reward judge endpoint \(alignment.grpo.reward.judge_base_url=.*\) "
+                                                r"does not serve 'judge-1' \(alignment.grpo.reward.judge_model\)"):
+            PrincipleReward(cfg)._load()
+        server.models.append("judge-1")
+        with pytest.raises(EndpointError, match="returned no log-probabilities for 'judge-1'"):
+            cfg.preflight()
+        replace(cfg, judge_mode="answer").preflight()  # the written answer needs no logprobs
+        assert not server.requests
+    finally:
+        server.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    t0 = time.monotonic()
+    with pytest.raises(EndpointError, match=rf"judge_base_url=http://127.0.0.1:{port}/v1\) unreachable"):
+        RewardConfig(backend="judge", judge_base_url=f"http://127.0.0.1:{port}/v1", judge_model="m").preflight()
+    assert time.monotonic() - t0 < 5
 
 
 # ------------------------------------------------------------------ GRPO
@@ -402,8 +459,8 @@ def test_grpo_with_the_scalar_rm_resumes_and_runs_from_the_command_line(sft_poli
     monkeypatch.setenv("RLBFF_PAPERMILL", "1")   # as under papermill: no progress bars, one line per log
     # the scalar backend inside GRPOTrainer, with an injected (random) principle RM
     cfg = grpo_cfg(max_steps=2, save_steps=2, num_generations=2, per_device_train_batch_size=4,
-                   max_completion_length=8, logging_steps=1, reward=RewardConfig(backend="scalar", model_path="x"),
-                   principles_per_prompt=1)
+                   max_completion_length=8, logging_steps=1,
+                   reward=RewardConfig(backend="scalar", model_path="x", max_length=512), principles_per_prompt=1)
     reward = PrincipleReward(cfg.reward, policy_tokenizer=tok, model=random_rm, tokenizer=tok)
     capfd.readouterr()
     first = train_grpo(cfg, sft_policy, tmp_path, reward=reward)
@@ -442,6 +499,7 @@ def test_grpo_with_the_scalar_rm_resumes_and_runs_from_the_command_line(sft_poli
     job = TrainJob.read(tmp_path / "cli" / "job.json")
     assert job.train_file.endswith("rows.jsonl") and build(AlignmentConfig, job.config) == job_cfg
     assert log["n_rows"] == 4 and log["global_step"] == 1 and (tmp_path / "cli" / "model").is_dir()
+    assert launch_grpo(job_cfg, sft_policy, tmp_path / "cli", rows=rows) == log and len(launched) == 1  # reused
 
 
 def test_curves_from_history_keeps_one_point_per_logging_step():

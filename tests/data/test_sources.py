@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rlbff_lib.data.sources import (DataConfig, HelpSteer3Config, join_preferences, load_source, read_feedback_files,
-                            read_principle_files, summarize)
+from rlbff_lib.data.sources import (HelpSteer3Config, join_preferences, load_source, read_feedback_files,
+                                   read_principle_files)
+from rlbff_lib.stages.data import DataConfig, summarize
 from rlbff_lib.core.io import DataError
 from rlbff_lib.synthetic.world import WorldConfig
 from rlbff_lib.core.params import REPO_ROOT

@@ -281,25 +281,58 @@ def test_mtbench_bad_records(tmp_path):
 
 def test_arena_hard_loader():
     arena = bm.load_arena_hard(shared_dir())
-    assert len(arena.questions) == 750 and len(arena.baseline) == 750
-    assert arena.baseline_model == "o3-mini-2025-01-31"
-    categories = [q["category"] for q in arena.questions]
-    assert categories.count("hard_prompt") == 500 and categories.count("creative_writing") == 250
-    assert all(a["answer"] for a in arena.baseline.values())
+    # officially creative writing is judged against gemini-2.0-flash-001, whose answers are not in the folder
+    assert arena.baselines == {"hard_prompt": "o3-mini-2025-01-31"}
+    assert set(arena.skipped) == {"creative_writing"} and "gemini-2.0-flash-001.jsonl" in arena.skipped["creative_writing"]
+    assert len(arena.questions) == 500 and {q["category"] for q in arena.questions} == {"hard_prompt"}
+    assert len(arena.answers["o3-mini-2025-01-31"]) == 750   # the file answers all 750; 500 are used
+    assert all(arena.baseline_answer(q) for q in arena.questions)
+
+
+def test_arena_hard_each_category_gets_its_own_baseline(tmp_path):
+    folder = copy_folder(shared_dir() / "arena-hard-v2", tmp_path / "arena-hard-v2")
+    categories = {q["uid"]: q["category"] for q in read_jsonl_rows(folder / "question.jsonl")}
+    creative = [dict(a, model="gemini-2.0-flash-001") for a in read_jsonl_rows(folder / "o3-mini-2025-01-31.jsonl")
+                if categories[a["uid"]] == "creative_writing"]
+    for a in creative:
+        a["messages"] = [{"role": "assistant", "content": {"answer": "gemini says " + a["uid"]}}]
+    write_jsonl(folder / "gemini-2.0-flash-001.jsonl", creative)
+    arena = bm.load_arena_hard(tmp_path)
+    assert arena.skipped == {} and len(arena.questions) == 750
+    assert arena.baselines == {"hard_prompt": "o3-mini-2025-01-31", "creative_writing": "gemini-2.0-flash-001"}
+    q = next(q for q in arena.questions if q["category"] == "creative_writing")
+    assert arena.baseline_answer(q) == "gemini says " + q["uid"]
+    write_jsonl(folder / "gemini-2.0-flash-001.jsonl", creative[1:])
+    with pytest.raises(DataError, match="1 creative_writing questions have no baseline answer"):
+        bm.load_arena_hard(tmp_path)
+    creative[0]["model"] = "someone-else"
+    write_jsonl(folder / "gemini-2.0-flash-001.jsonl", creative)
+    with pytest.raises(DataError) as err:
+        bm.load_arena_hard(tmp_path)
+    assert (err.value.line, err.value.field) == (1, "model")
 
 
 def test_arena_hard_bad_records(tmp_path):
     folder = copy_folder(shared_dir() / "arena-hard-v2", tmp_path / "arena-hard-v2")
-    answers = read_jsonl_rows(folder / bm.ARENA_BASELINE_FILE)
+    base = folder / "o3-mini-2025-01-31.jsonl"
+    answers = read_jsonl_rows(base)
     answers[9]["messages"][-1]["content"] = {"answer": ""}
-    write_jsonl(folder / bm.ARENA_BASELINE_FILE, answers)
+    write_jsonl(base, answers)
     with pytest.raises(DataError) as err:
         bm.load_arena_hard(tmp_path)
-    assert (err.value.path, err.value.line, err.value.field) == (str(folder / bm.ARENA_BASELINE_FILE), 10, "messages")
-    write_jsonl(folder / bm.ARENA_BASELINE_FILE, answers[:9] + answers[10:])
-    with pytest.raises(DataError, match="1 questions have no baseline answer"):
+    assert (err.value.path, err.value.line, err.value.field) == (str(base), 10, "messages")
+    write_jsonl(base, answers[:9] + answers[10:])   # answers[9] is a hard prompt
+    with pytest.raises(DataError, match="1 hard_prompt questions have no baseline answer"):
+        bm.load_arena_hard(tmp_path)
+    base.unlink()
+    with pytest.raises(DataError, match="no baseline answers for any category"):
         bm.load_arena_hard(tmp_path)
     questions = read_jsonl_rows(folder / "question.jsonl")
+    questions[1]["category"] = "poetry"
+    write_jsonl(folder / "question.jsonl", questions)
+    with pytest.raises(DataError) as err:
+        bm.load_arena_hard(tmp_path)
+    assert (err.value.line, err.value.field) == (2, "category")
     del questions[0]["prompt"]
     write_jsonl(folder / "question.jsonl", questions)
     with pytest.raises(DataError) as err:

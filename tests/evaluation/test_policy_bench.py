@@ -1,17 +1,19 @@
-"""Policy evaluation: MT-Bench rating parsing and scoring (FastChat), Arena-Hard v2 verdicts, weighting,
-Bradley-Terry win rate and bootstrap CI (arena-hard-auto), the judges, and end-to-end runs on tiny models."""
+"""Policy evaluation: MT-Bench rating parsing and scoring (FastChat), Arena-Hard v2 verdicts (both
+patterns), weighting, per-category score and 5/95 bootstrap interval against the official show_result.py
+(arena-hard-auto), the judges, and end-to-end runs on tiny models."""
 import math
 import random
 
 import numpy as np
 import pytest
+import torch
 
 from rlbff_lib.evaluation import benchmarks as bm
 from rlbff_lib.models.lm import ModelSizeConfig, build_qwen3
 from rlbff_lib.evaluation.policy_bench import (ARENA_PROMPT_TEMPLATE, ARENA_SYSTEM_PROMPT, VERDICTS, OpenAIJudge, PairItem,
                                    PolicyEvalConfig, PrincipleRMJudge, SingleItem, arena_system_prompt, battle_outcomes,
-                                   bt_logistic_fit, label_to_score, make_judges, mtbench_prompt, parse_rating,
-                                   parse_verdict, run_arena_hard, run_mtbench, score_arena, score_mtbench)
+                                   label_to_score, make_judges, mtbench_prompt, parse_rating, parse_verdict,
+                                   run_arena_hard, run_mtbench, score_arena, score_arena_categories, score_mtbench)
 from rlbff_lib.models.tokenizer import TokenizerConfig, train_tokenizer
 from rlbff_lib.synthetic.world import WorldConfig, corpus_texts, generate_world
 from fakes.tiny_models import spread_model
@@ -93,9 +95,14 @@ def test_mtbench_judge_prompts_are_the_official_ones():
     ("first [[A>>B]] then, on reflection, [[B>A]]", "B>A"),   # the last match wins (v2 get_score)
     ("lower case [[b>>a]]", "B>>A"),                           # the judgment is upper-cased first
     ("tie [[A=B]].", "A=B"),
+    ("My final verdict is [B>A].", "B>A"),                     # the second pattern, when [[...]] finds nothing
+    ("first [A>>B], then [B>A]", "B>A"),                       # ... again its last match
+    ("[[A>B]] although earlier [B>>A] and later [B>>A]", "A>B"),  # a [[...]] match beats any [...] match
+    ("Assistant [A] is better", "A"),                          # read as the official code reads it (then dropped)
     ("no label here", None),
     ("[[C]]", None),
     ("", None),
+    (None, None),
 ])
 def test_verdict_parsing_follows_arena_hard(text, verdict):
     assert parse_verdict(text) == verdict
@@ -112,58 +119,84 @@ def test_battle_outcomes_orient_the_games_and_weight_strong_verdicts():
     assert label_to_score(weight=5)["A>>B"] == [1.0] * 5
 
 
-def test_bt_logistic_fit_matches_sklearn_and_the_mean_score():
-    rng = np.random.default_rng(0)
-    outcomes = rng.choice([0.0, 0.5, 1.0], size=200, p=[0.3, 0.2, 0.5])
-    beta = bt_logistic_fit(["m"] * 200, outcomes, ridge=0.0)["m"]
-    assert 1 / (1 + math.exp(-beta)) == pytest.approx(outcomes.mean(), abs=1e-6)  # one model vs the baseline
-    sk = pytest.importorskip("sklearn.linear_model")
-    # show_result_bt.compute_mle_elo: duplicate battles, a tie = one win each, no intercept, no penalty
-    x = np.concatenate([np.full((200, 1), 1.0), np.full((200, 1), 1.0)])
-    y = np.concatenate([(outcomes >= 0.5), (outcomes > 0.5)]).astype(float)
-    lr = sk.LogisticRegression(fit_intercept=False, C=np.inf, tol=1e-10, max_iter=1000).fit(x, y)
-    assert beta == pytest.approx(lr.coef_[0][0], abs=1e-5)
-
-
 def _records(pairs, category="hard_prompt"):
     return [{"uid": f"q{i}", "category": category, "games": list(g)} for i, g in enumerate(pairs)]
 
 
-def test_win_rate_all_wins_all_losses_and_symmetric():
-    wins = score_arena(_records([("B>>A", "A>>B")] * 30))
-    assert wins["win_rate"] > 99.9 and wins["baseline_win_rate"] == 50.0
-    losses = score_arena(_records([("A>B", "B>A")] * 30))
-    assert losses["win_rate"] < 0.1
-    sym = score_arena(_records([("B>A", "A>B")] * 15 + [("A>B", "B>A")] * 15))
-    assert sym["win_rate"] == pytest.approx(50.0, abs=1e-6)
+def _official_show_result(games, seed, weight=3):
+    """Oracle: lmarena/arena-hard-auto @ 196f6b8 show_result.py, load_judgments + print_leaderboard
+    (no style control), verbatim but for the seed of numpy's global generator (officially unseeded)."""
+    pd = pytest.importorskip("pandas")
+    label_to_score = {"A>B": [1], "A>>B": [1] * weight, "A=B": [0.5], "A<<B": [0] * weight, "A<B": [0],
+                      "B>A": [0], "B>>A": [0] * weight, "B=A": [0.5], "B<<A": [1] * weight, "B<A": [1]}
+    data = pd.DataFrame([{"uid": str(i), "model": "policy", "category": "hard_prompt",
+                          "games": [None if g1 is None else {"score": g1}, {"score": g2}]}
+                         for i, (g1, g2) in enumerate(games)])
+    null_indices = data.games.map(lambda x: x[0] is None or x[1] is None or x[0]['score'] is None
+                                  or x[1]['score'] is None)
+    _data = data[~null_indices].reset_index(drop=True)
+    _data['scores'] = _data.games.map(
+        lambda x: label_to_score[x[1]['score']] + [1 - s for s in label_to_score[x[0]['score']]])
+    battles = _data[['uid', 'model', 'category', 'scores']].explode('scores').reset_index(drop=True)
+    _battles = battles.drop(columns=['category'])[['model', 'scores']]
+    np.random.seed(seed)
+    bootstraps = pd.concat([
+        _battles.groupby("model").sample(frac=1.0, replace=True).groupby("model").mean() for _ in range(100)])
+    bootstraps["scores"] = bootstraps["scores"].astype(float)
+    mean = bootstraps.groupby("model").mean()["scores"].iloc[0]
+    lower = bootstraps.groupby("model").quantile(0.05)["scores"].iloc[0]
+    upper = bootstraps.groupby("model").quantile(0.95)["scores"].iloc[0]
+    return 100 * mean, 100 * lower, 100 * upper
+
+
+@pytest.mark.parametrize("seed", [0, 11])
+def test_score_and_interval_match_the_official_show_result(seed):
+    rng = random.Random(seed + 3)
+    games = [(rng.choice(VERDICTS), rng.choice(VERDICTS)) for _ in range(60)]
+    games[5] = (None, "A>B")           # a missing verdict drops the question in both
+    mean, lower, upper = _official_show_result(games, seed)
+    ours = score_arena(_records(games), seed=seed)
+    assert ours["win_rate"] == pytest.approx(mean, abs=1e-9)
+    assert ours["ci"] == pytest.approx([lower, upper], abs=1e-9)
+    assert ours["n_dropped"] == 1 and ours["n_questions"] == 60 and ours["verdicts"]["missing"] == 1
+    assert ours["ci_minus"] == pytest.approx(mean - lower) and ours["ci_plus"] == pytest.approx(upper - mean)
+    assert ours["interval"] == "5%-95% bootstrap quantiles"
+
+
+def test_win_rate_all_wins_all_losses_ties_and_strong_verdicts():
+    assert score_arena(_records([("B>>A", "A>>B")] * 30))["win_rate"] == 100.0
+    assert score_arena(_records([("A>B", "B>A")] * 30))["win_rate"] == 0.0
     ties = score_arena(_records([("A=B", "A=B")] * 10))
-    assert ties["win_rate"] == pytest.approx(50.0, abs=1e-6)
-
-
-def test_strong_verdicts_move_the_win_rate_more():
+    assert ties["win_rate"] == 50.0 and ties["ci"] == [50.0, 50.0] and ties["baseline_win_rate"] == 50.0
+    # weak: 20 wins + 20 ties in 40 rows -> 75%; strong: 60 wins + 20 ties in 80 rows -> 87.5% (row means)
     weak = score_arena(_records([("B>A", "A>B")] * 10 + [("A=B", "A=B")] * 10))
     strong = score_arena(_records([("B>>A", "A>>B")] * 10 + [("A=B", "A=B")] * 10))
-    # weak: 20 wins + 20 ties -> 30/40; strong: 60 wins + 20 ties -> 70/80
-    assert weak["win_rate"] == pytest.approx(75.0, abs=1e-4)
-    assert strong["win_rate"] == pytest.approx(87.5, abs=1e-4)
+    assert weak["mean_score"] == 75.0 and strong["mean_score"] == 87.5
     assert weak["n_outcomes"] == 40 and strong["n_outcomes"] == 80
+    assert abs(weak["win_rate"] - 75.0) < 3 and abs(strong["win_rate"] - 87.5) < 3   # bootstrap mean near it
 
 
-def test_bootstrap_ci_contains_the_estimate_and_is_deterministic_with_a_seed():
-    rng = random.Random(1)
-    recs = _records([(rng.choice(VERDICTS), rng.choice(VERDICTS)) for _ in range(120)])
-    recs[3]["games"][0] = None          # a missing verdict drops the whole battle
-    a = score_arena(recs, seed=7)
-    b = score_arena(recs, seed=7)
-    c = score_arena(recs, seed=8)
-    assert a == b
-    assert a["ci"] != c["ci"] and a["win_rate"] == c["win_rate"]
-    lo, hi = a["ci"]
-    assert lo < a["win_rate"] < hi and hi - lo < 20
-    assert a["ci_minus"] == pytest.approx(a["win_rate"] - lo) and a["ci_plus"] == pytest.approx(hi - a["win_rate"])
-    assert a["n_dropped"] == 1 and a["n_questions"] == 120 and a["verdicts"]["missing"] == 1
-    assert a["win_rate"] == pytest.approx(a["mean_score"], abs=1e-4)   # v2's mean score agrees with the BT fit
-    assert set(a["categories"]) == {"hard_prompt"}
+def test_dropped_questions_and_no_valid_battle():
+    r = score_arena(_records([(None, "A>B")]))
+    assert math.isnan(r["win_rate"]) and r["n_dropped"] == 1
+    r = score_arena(_records([("A", "A>B"), ("B>A", "A>B")]))   # an unknown label drops its question (ours)
+    assert r["n_dropped"] == 1 and r["win_rate"] == 100.0
+
+
+def test_categories_are_scored_apart_against_their_own_baselines():
+    records = _records([("B>A", "A>B")] * 6) + _records([("A>B", "B>A")] * 4, "creative_writing")
+    baselines = {"hard_prompt": "o3-mini-2025-01-31", "creative_writing": "gemini-2.0-flash-001"}
+    res = score_arena_categories(records, baselines, seed=3)
+    hard, creative = res["categories"]["hard_prompt"], res["categories"]["creative_writing"]
+    assert (hard["win_rate"], hard["baseline"], hard["n_questions"]) == (100.0, "o3-mini-2025-01-31", 6)
+    assert (creative["win_rate"], creative["baseline"], creative["n_questions"]) == (0.0, "gemini-2.0-flash-001", 4)
+    assert res["category"] == "hard_prompt" and res["win_rate"] == 100.0 and res["baseline"] == "o3-mini-2025-01-31"
+    # the pooled number is ours and labelled so: 12 winning rows, 8 losing rows
+    assert res["pooled"]["label"] == "ours (pooled)" and res["pooled"]["mean_score"] == 60.0
+    only_hard = score_arena_categories(records[:6], baselines)
+    assert only_hard["pooled"] is None and set(only_hard["categories"]) == {"hard_prompt"}
+    no_hard = score_arena_categories(records[6:], baselines)
+    assert math.isnan(no_hard["win_rate"]) and no_hard["categories"]["creative_writing"]["win_rate"] == 0.0
 
 
 def test_arena_judge_prompt_per_category():
@@ -171,11 +204,6 @@ def test_arena_judge_prompt_per_category():
     assert hard == ARENA_SYSTEM_PROMPT and "generating your own answer" in hard
     assert "generating your own answer" not in creative and creative.endswith('"My final verdict is tie: [[A=B]]".')
     assert all(f"[[{v}]]" in hard and f"[[{v}]]" in creative for v in VERDICTS)
-
-
-def test_no_valid_battle_gives_nan():
-    r = score_arena(_records([(None, "A>B")]))
-    assert math.isnan(r["win_rate"]) and r["n_dropped"] == 1
 
 
 # ------------------------------------------------------------------ judges and end-to-end runs
@@ -193,8 +221,14 @@ def rm(tok):
     return spread_model(tok, TINY, seed=3)
 
 
+def rm_scorer(rm, tok, max_length=None):
+    from rlbff_lib.reward_models.scorers import Scorer
+
+    return Scorer("scalar", rm, tok, max_length=max_length)
+
+
 def test_principle_rm_judge_maps_scores_to_ratings_and_verdicts(rm, tok):
-    judge = PrincipleRMJudge(rm, tok, rating_temperature=2.0, tie_margin=0.5, strong_margin=2.0)
+    judge = PrincipleRMJudge(rm_scorer(rm, tok), rating_temperature=2.0, tie_margin=0.5, strong_margin=2.0)
     assert judge.label == "principle-RM (smoke, not GPT-4)"
     assert judge.rating(0.0) == pytest.approx(5.5)
     assert 1.0 < judge.rating(-20) < judge.rating(-1) < judge.rating(1) < judge.rating(20) < 10.0
@@ -204,26 +238,34 @@ def test_principle_rm_judge_maps_scores_to_ratings_and_verdicts(rm, tok):
     items = [SingleItem(1, "writing", 1, "single-v1", "", "", conv, ans)
              for ans in ("Compound interest means you earn interest on interest.", "Great question! Sure.")]
     texts = judge.judge_single(items)
-    from rlbff_lib.reward_models.scoring import score
+    # the judge's scores are the scalar RM's logit(Yes) - logit(No), one unpadded forward pass each
+    from rlbff_lib.models.tokenizer import answer_token_ids
+    from rlbff_lib.reward_models.prompt import encode_rm_prompt
 
-    direct = score([conv, conv], [it.answer for it in items], judge.principle, rm, tok).scores
+    yes, no = answer_token_ids(tok)
+    direct = []
+    for it in items:
+        ids, _ = encode_rm_prompt(tok, conv, it.answer, judge.principle, None)
+        with torch.no_grad():
+            logits = rm(input_ids=torch.tensor([ids])).logits[0, -1]
+        direct.append(float(logits[yes] - logits[no]))
     assert [parse_rating(t) for t in texts] == [pytest.approx(judge.rating(s), abs=0.006) for s in direct]
     pairs = [PairItem("u", "hard_prompt", 0, "", "", conv[0]["content"], items[0].answer, items[1].answer)]
     verdict = parse_verdict(judge.judge_pair(pairs)[0])
     assert verdict == judge.verdict(direct[0], direct[1])
     with pytest.raises(ValueError, match="tie_margin"):
-        PrincipleRMJudge(rm, tok, tie_margin=3.0, strong_margin=2.0)
+        PrincipleRMJudge(rm_scorer(rm, tok), tie_margin=3.0, strong_margin=2.0)
 
 
 class FakeEndpoint:
-    """A stand-in for ChatEndpoint: records the prompts, answers from a script."""
+    """A stand-in for rlbff_lib.core.http.ChatClient: records the prompts, answers from a script."""
 
     model = "fake-gpt-4"
 
     def __init__(self, answer):
         self.answer, self.seen = answer, []
 
-    def complete(self, messages, max_tokens=1024, temperature=0.0, top_logprobs=None):
+    def complete(self, messages, max_tokens=1024, temperature=0.0, top_logprobs=None, tag=""):
         self.seen.append(messages)
         return {"content": self.answer(messages), "finish_reason": "stop", "top_logprobs": None}
 
@@ -268,9 +310,12 @@ def test_run_mtbench_end_to_end_with_an_endpoint_judge(policy, tok):
 def test_run_arena_hard_end_to_end_with_the_principle_rm_judge(policy, rm, tok):
     data = bm.load_arena_hard(shared_root())
     cfg = PolicyEvalConfig(arena_limit=3, max_new_tokens=8, batch_size=3, judge_max_length=256, n_bootstrap=20)
-    judge = PrincipleRMJudge(rm, tok, max_length=256)
+    judge = PrincipleRMJudge(rm_scorer(rm, tok, max_length=256))
     res = run_arena_hard(policy, tok, judge, data, cfg)
     assert res["judge"] == "principle-RM (smoke, not GPT-4)" and res["benchmark"] == "arena-hard-v2"
+    # the shared folder holds o3-mini's answers only: creative writing (baseline gemini-2.0-flash-001) is skipped
+    assert set(res["skipped"]) == {"creative_writing"} and "gemini-2.0-flash-001" in res["skipped"]["creative_writing"]
+    assert all(r["category"] == "hard_prompt" for r in res["records"]) and len(res["records"]) == 3
     assert res["baseline"] == "o3-mini-2025-01-31" and res["n_questions"] == 3 and res["n_dropped"] == 0
     assert all(all(v in VERDICTS for v in r["games"]) for r in res["records"])
     assert 0.0 <= res["win_rate"] <= 100.0 and res["ci"][0] <= res["win_rate"] <= res["ci"][1]
@@ -279,7 +324,7 @@ def test_run_arena_hard_end_to_end_with_the_principle_rm_judge(policy, rm, tok):
     run_arena_hard(policy, tok, OpenAIJudge(fake), data, PolicyEvalConfig(arena_limit=1, max_new_tokens=4))
     (g1, g2) = [m[-1]["content"] for m in fake.seen]
     q = bm.subsample(data.questions, 1, 0)[0]
-    base = data.baseline[q["uid"]]["answer"]
+    base = data.baseline_answer(q)
     assert fake.seen[0][0]["content"] == arena_system_prompt(q["category"])
     assert g1.startswith(ARENA_PROMPT_TEMPLATE.split("{QUESTION}")[0] + q["prompt"][:50])
     assert g1.index(base[:80]) < g1.index("<|The Start of Assistant B's Answer|>")
@@ -297,7 +342,7 @@ def test_config_validation():
 
 
 def test_make_judges(rm, tok, monkeypatch):
-    mt, arena = make_judges(PolicyEvalConfig(), rm, tok)
+    mt, arena = make_judges(PolicyEvalConfig(), rm_scorer(rm, tok))
     assert mt is arena and isinstance(mt, PrincipleRMJudge) and mt.principle == "is helpful and correct"
     monkeypatch.setenv("RLBFF_TEST_OPENAI_KEY", "sk-test")
     cfg = PolicyEvalConfig(judge="openai", judge_api_key_env="RLBFF_TEST_OPENAI_KEY",

@@ -1,5 +1,6 @@
 """Principle extraction: answer parsing, the rules lexicon, and the OpenAI backend against a
-local misbehaving server (retries, Retry-After, secrets, kill/resume, corrupt cache lines).
+local misbehaving server (retries, Retry-After, secrets, kill/resume, corrupt cache lines, a stop at
+the first 401/403/404, the preflight).
 
 Every request goes to 127.0.0.1 (a guard on ``socket.connect`` refuses anything else).
 """
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from rlbff_lib.core.http import EndpointError
 from rlbff_lib.principles.extraction import (AnswerError, ExtractionCache, ExtractionConfig, feedback_items, main,
-                                  parse_answer, retry_after_seconds, rules_extract, run_extraction)
+                                             parse_answer, rules_extract, run_extraction)
 from rlbff_lib.core.io import read_jsonl, read_jsonl_tolerant
 
 from fakes.openai_server import FakeOpenAI, good_answer  # noqa: E402
@@ -111,15 +113,6 @@ def test_feedback_items_ids_and_index_fallback():
     items = feedback_items(recs)
     assert [i["item_id"] for i in items] == ["rec0:1:0", "rec0:1:1", "rec0:2:0", "1:2:0"]
     assert items[1] == {"item_id": "rec0:1:1", "record_id": "rec0", "response": 1, "annotator": 1, "text": "b"}
-
-
-def test_retry_after_forms():
-    assert retry_after_seconds("2", cap=60) == 2.0
-    assert retry_after_seconds("999", cap=60) == 60
-    assert retry_after_seconds(None, cap=60) is None
-    assert retry_after_seconds("soon", cap=60) is None
-    http_date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
-    assert 25 <= retry_after_seconds(http_date, cap=60) <= 31
 
 
 # ---------------------------------------------------------------- rules backend
@@ -253,11 +246,11 @@ SCRIPTS = {
     "The response is fenced.": ["fenced"],
     "The response is never parseable.": ["malformed"] * 10,
     "The response always errors.": ["500leak"] * 10,
-    "The response is unauthorized.": ["401"],
+    "The response is too long for the model.": ["400"],
 }
 EXPECTED_REQUESTS = {"429": 2, "two 500s": 3, "slow": 2, "dropped": 2, "non-JSON": 2, "malformed JSON": 2,
                      "truncated": 2, "empty": 2, "bad schema": 2, "fenced": 1, "never": 3, "always": 4,
-                     "unauthorized": 1}
+                     "too long": 1}
 
 
 def test_misbehaving_server_every_item_ends_ok_failed_or_skipped(tmp_path, caplog, capsys):
@@ -273,7 +266,7 @@ def test_misbehaving_server_every_item_ends_ok_failed_or_skipped(tmp_path, caplo
 
     assert len(rows) == len(items) and [r["item_id"] for r in rows] == [i["item_id"] for i in items]
     status = {r["text"]: r for r in rows}
-    failed = {"The response is never parseable.", "The response always errors.", "The response is unauthorized."}
+    failed = {"The response is never parseable.", "The response always errors.", "The response is too long for the model."}
     for text in SCRIPTS:
         expected = "failed" if text in failed else "ok"
         assert status[text]["status"] == expected, (text, status[text])
@@ -281,7 +274,7 @@ def test_misbehaving_server_every_item_ends_ok_failed_or_skipped(tmp_path, caplo
             assert status[text]["principles"] == good_answer(text)
     assert "no valid answer in 3 attempts" in status["The response is never parseable."]["reason"]
     assert "HTTP 500" in status["The response always errors."]["reason"]
-    assert "HTTP 401" in status["The response is unauthorized."]["reason"]
+    assert "HTTP 400: This model's maximum context length" in status["The response is too long for the model."]["reason"]
     assert [r["status"] for r in rows[-3:]] == ["skipped"] * 3
     assert rows[-4]["status"] == "ok"  # the duplicate text was asked once
     # Retry-After: 1 is honoured although the backoff base is 10 ms
@@ -302,7 +295,7 @@ def test_misbehaving_server_every_item_ends_ok_failed_or_skipped(tmp_path, caplo
 
 
 def test_rerun_uses_cache_and_retries_failures_only_when_asked(tmp_path):
-    scripts = {"Bad once.": ["401"], "Good.": ["ok"]}
+    scripts = {"Bad once.": ["400"], "Good.": ["ok"]}
     items = _items(list(scripts))
     cache = tmp_path / "cache.jsonl"
     with FakeOpenAI(scripts) as server:
@@ -314,6 +307,61 @@ def test_rerun_uses_cache_and_retries_failures_only_when_asked(tmp_path):
         rows, summary = run_extraction(items, _cfg(server), cache)  # default: retry failures
         assert [r["status"] for r in rows] == ["ok", "ok"] and server.requests == 3
         assert summary["cache_hits"] == 1 and summary["requests"] == 1
+
+
+@pytest.mark.parametrize("status", ["401", "403", "404"])
+def test_a_refused_key_or_wrong_url_stops_the_run_at_the_first_answer(tmp_path, status):
+    """401/403/404 mean every request would fail: one line naming URL, status, server message and
+    parameter, no further request, nothing cached as this text's answer (it is not the text's fault)."""
+    texts = [f"Feedback {i}." for i in range(40)]
+    cache = tmp_path / "cache.jsonl"
+    with FakeOpenAI({texts[0]: [status]}) as server:
+        with pytest.raises(EndpointError) as err:
+            run_extraction(_items(texts), _cfg(server, concurrency=1), cache)
+        assert server.requests == 1
+        message = str(err.value)
+        assert "\n" not in message and server.base_url in message and f"HTTP {status}" in message
+        assert f"scripted {status}" in message
+        param = "principles.extraction.api_key_env" if status != "404" else "principles.extraction.base_url"
+        assert param in message and SECRET not in message
+        assert not cache.exists() or not _valid_cache_keys(cache)
+    # every request refused, 4 workers: what was in flight when the first answer came, nothing more
+    with FakeOpenAI({t: [status] * 5 for t in texts}) as server:
+        with pytest.raises(EndpointError):
+            run_extraction(_items(texts), _cfg(server, concurrency=4), tmp_path / "c2.jsonl")
+        assert 1 <= server.requests <= 4
+
+
+def test_a_401_from_the_cli_is_one_line_and_exit_status_2(tmp_path, capsys):
+    inp = _write_input(tmp_path / "feedback.jsonl", [_record(0, [f"Text {i}." for i in range(20)], [])])
+    with FakeOpenAI(api_key="sk-the-right-one") as server:  # the planted key is refused
+        assert main(_cli_args(server, tmp_path, inp)) == 2
+        assert server.requests == 0 and server.model_lists == 1  # the preflight caught it
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
+    assert len(err) == 1 and err[0].startswith("error: extraction endpoint: HTTP 401 from " + server.base_url)
+    assert "invalid api key" in err[0] and f"${KEY_VAR}" in err[0] and "principles.extraction.api_key_env" in err[0]
+    assert SECRET not in err[0]
+
+
+def test_preflight_wrong_model_and_closed_port_fail_in_seconds(tmp_path):
+    with FakeOpenAI(models=("deepseek-v3",)) as server:
+        with pytest.raises(EndpointError, match=r"does not serve 'fake-model' \(principles.extraction.model\); "
+                                                r"it serves: 'deepseek-v3'"):
+            run_extraction(_items(["Some feedback."]), _cfg(server), tmp_path / "cache.jsonl")
+        assert server.requests == 0
+        _cfg(server, model="deepseek-v3").preflight()  # the right name passes
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = ExtractionConfig(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model="m", api_key_env=KEY_VAR)
+    t0 = time.monotonic()
+    with pytest.raises(EndpointError, match=r"extraction endpoint \(principles.extraction.base_url=http://127.0.0.1:"
+                                            rf"{port}/v1\) unreachable"):
+        run_extraction(_items(["Some feedback."]), cfg, tmp_path / "cache.jsonl")
+    assert time.monotonic() - t0 < 5
+    # everything cached: no endpoint needed (the rules of a finished run reproduce offline)
+    rows, summary = run_extraction(_items([""]), cfg, tmp_path / "cache.jsonl")
+    assert rows[0]["status"] == "skipped" and summary["requests"] == 0
 
 
 def test_corrupt_cache_line_is_detected_and_asked_again(tmp_path, caplog):
@@ -423,7 +471,7 @@ def test_cli_bad_input_is_reported_before_any_request(tmp_path, capsys):
 def test_cli_exit_status_follows_the_failure_share(tmp_path, capsys):
     texts = [f"Feedback number {i}." for i in range(4)]
     inp = _write_input(tmp_path / "feedback.jsonl", [_record(0, texts[:2], texts[2:])])
-    with FakeOpenAI({texts[0]: ["401"]}) as server:
+    with FakeOpenAI({texts[0]: ["400"]}) as server:
         assert main(_cli_args(server, tmp_path, inp, share=0.1)) == 1  # 1/4 failed > 0.1
         summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert summary["failed"] == 1 and not summary["passed"]

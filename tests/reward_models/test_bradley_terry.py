@@ -7,9 +7,11 @@ import statistics
 import pytest
 import torch
 
-from rlbff_lib.reward_models.bradley_terry import (BTConfig, annotator_strength, bt_loss, bt_score, build_pair_rows, encode_response,
-                          ensemble_strength, fit_threshold, flip_weakest, load_bt_scorer, pair_deltas,
+from rlbff_lib.reward_models.bradley_terry import (BTConfig, annotator_strength, bt_loss, build_pair_rows,
+                          ensemble_strength, fit_threshold, flip_weakest, pair_deltas,
                           reward_trainer_class, train_bt)
+from rlbff_lib.reward_models.prompt import encode_response
+from rlbff_lib.reward_models.scorers import Scorer, load_model
 from rlbff_lib.models.lm import ModelSizeConfig
 from rlbff_lib.models.tokenizer import TokenizerConfig, train_tokenizer
 from rlbff_lib.synthetic.world import WorldConfig, corpus_texts, generate_world
@@ -88,7 +90,7 @@ def test_smoothing_and_margin_move_the_optimum():
 
 def test_trainer_compute_loss_uses_margin_and_smoothing(base_dir, pairs, tmp_path):
     from transformers import AutoTokenizer
-    from trl import RewardConfig
+    from rlbff_lib.training.trl_config import trl_config
     from trl.trainer.reward_trainer import DataCollatorForPreference
 
     from datasets import Dataset
@@ -98,7 +100,7 @@ def test_trainer_compute_loss_uses_margin_and_smoothing(base_dir, pairs, tmp_pat
     rows, _ = build_pair_rows(pairs[:4], tok, 128, margins=[0.5, -1.0, 2.0, 0.0])
 
     for alpha in (0.0, 0.3):
-        trainer = reward_trainer_class()(model=str(base_dir), args=RewardConfig(**cfg.trl_kwargs(tmp_path, False)),
+        trainer = reward_trainer_class()(model=str(base_dir), args=trl_config(cfg, tmp_path),
                                    train_dataset=Dataset.from_list(rows), processing_class=tok, label_smoothing=alpha)
         batch = DataCollatorForPreference(pad_token_id=tok.pad_token_id)(rows)
         model = trainer.model.eval()
@@ -178,7 +180,7 @@ def test_bt_trains_on_pairs_and_scores_without_padding_effects(base_dir, pairs, 
     assert record["train"][-1]["loss"] < record["train"][0]["loss"] - 0.3
     assert json.loads((tmp_path / "bt" / "training_log.json").read_text())["extra"] == record["extra"]
 
-    model, tok = load_bt_scorer(tmp_path / "bt" / "model")
+    model, tok = load_model("bt", tmp_path / "bt" / "model")
     assert model.config.num_labels == 1 and model.config.pad_token_id == tok.pad_token_id
     rng = random.Random(0)
     convs = [p["context"] for p in pairs[:9]]
@@ -190,12 +192,12 @@ def test_bt_trains_on_pairs_and_scores_without_padding_effects(base_dir, pairs, 
             direct.append(model(torch.tensor([ids])).logits[0, 0].item())
     assert max(direct) - min(direct) > 0.5
     for batch_size in (1, 4, 16):
-        res = bt_score(convs, resps, model, tok, batch_size=batch_size, max_length=None)
+        res = Scorer("bt", model, tok, max_length=None, batch_size=batch_size)(convs, resps)
         assert res.scores == pytest.approx(direct, abs=1e-4) and res.n_truncated == 0
     # the scalar reward as a Yes/No classifier on "ends with a question", threshold fitted on held-out items
     held = pairs[n:]
-    scores = bt_score([p["context"] for p in held] * 2, [p["chosen"] for p in held] + [p["rejected"] for p in held],
-                      model, tok, max_length=192).scores
+    scores = Scorer("bt", model, tok, max_length=192)([p["context"] for p in held] * 2,
+                                                      [p["chosen"] for p in held] + [p["rejected"] for p in held]).scores
     t, acc = fit_threshold(scores, [True] * len(held) + [False] * len(held))
     assert acc > 0.8
 
@@ -241,7 +243,7 @@ def test_ensemble_strength_is_mean_and_std_of_member_margins(base_dir, pairs, tm
     for m in range(2):
         member_dir = tmp_path / "bt" / "ensemble" / f"member_{m}"
         assert json.loads((member_dir / "training_log.json").read_text())["global_step"] == 2
-        model, tok = load_bt_scorer(member_dir / "model")
+        model, tok = load_model("bt", member_dir / "model")
         deltas.append(pair_deltas(model, tok, train, 8, 96))
     assert deltas[0] != pytest.approx(deltas[1])  # different seeds, different members
     mean = [statistics.fmean(c) for c in zip(*deltas)]

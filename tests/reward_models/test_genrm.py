@@ -1,4 +1,5 @@
-"""Generative principle RM: format, judgement parsing, the GRPO reward, scoring, SFT warm start, GRPO + resume."""
+"""Generative principle RM: format, the judgement token before EOS (NeMo-RL's), the GRPO reward, scoring, the
+warm start from extracted evidence (never the ground truth), thinking mode pinned, SFT, GRPO + resume."""
 import copy
 import json
 import random
@@ -7,14 +8,16 @@ import shutil
 import pytest
 import torch
 
-from rlbff_lib.reward_models.genrm import (MARKER, GenRMConfig, GenRMGRPOConfig, GenRMSFTConfig, JudgementReward, attach_reasoning,
-                             build_grpo_rows, build_sft_rows, encode_genrm_prompt, ensure_principle_role,
-                             evaluate_genrm, generic_reasoning, genrm_score, judgement_completion, judgement_position,
-                             main, parse_judgement, prompt_text, train_genrm, train_grpo, train_sft)
+from rlbff_lib.reward_models.genrm import (MARKER, GenRMConfig, GenRMGRPOConfig, GenRMSFTConfig, JudgementReward,
+                                           attach_reasoning, build_grpo_rows, build_sft_rows, encode_genrm_prompt,
+                                           ensure_principle_role, evaluate_genrm, evidence_reasoning, generic_reasoning,
+                                           genrm_score, judgement_completion, judgement_index, main, parse_judgement,
+                                           pin_thinking, pinned_thinking, prepare_tokenizer, prompt_text,
+                                           rlhf_judge_reward, train_genrm, train_grpo, train_sft)
 from rlbff_lib.training.launch import TrainJob, find_resume_checkpoint
 from rlbff_lib.models.lm import ModelSizeConfig, load_causal_lm
 from rlbff_lib.core.params import ParamError, build
-from rlbff_lib.reward_models.scoring import load_scorer
+from rlbff_lib.reward_models.scorers import load_model
 from rlbff_lib.models.tokenizer import TokenizerConfig, answer_token_ids, train_tokenizer
 from rlbff_lib.synthetic.world import PROPERTIES, WorldConfig, corpus_texts, generate_world, reasoning
 from fakes.crash import Crash, crash_after_checkpoint
@@ -82,9 +85,13 @@ def logit_bias(model, tok, yes=0.0, no=0.0):
 
 @pytest.fixture(scope="module")
 def sft_run(base_dir, items, world, tmp_path_factory):
-    """The SFT warm start on 480 world items (reasoning from the ground truth), evaluated on 120 held-out."""
+    """The SFT warm start on 480 world items, evaluated on 120 held-out. The TEST writes each item's reasoning
+    from the world's checkers (an oracle the test owns, so a 32-wide model learns in seconds); the pipeline's
+    warm start never does (:func:`attach_reasoning`)."""
     out = tmp_path_factory.mktemp("sft")
-    train, _ = attach_reasoning(items[:N_TRAIN], world.truth)
+    info = {t["id"]: t["prompt_info"] for t in world.truth}
+    train = [{**it, "sft_reasoning": reasoning(PROP, it["response"], info[it["prompt_id"]], it["principle"])[0]}
+             for it in items[:N_TRAIN]]
     cfg = GenRMSFTConfig(learning_rate=1.5e-2, num_train_epochs=2, per_device_train_batch_size=8, max_length=MAX_LEN,
                          warmup_ratio=0.1, logging_steps=10, save_steps=1000, seed=0)
     record, trainer, tk = train_sft(cfg, base_dir, train, out)
@@ -109,19 +116,15 @@ def test_parse_judgement():
         judgement_completion("x", "Maybe")
 
 
-def test_judgement_position_finds_the_token_after_the_last_marker(tok):
-    yes, no = answer_token_ids(tok, leading_space=True)
+def test_judgement_index_is_the_token_before_the_first_eos(tok):
     eos = tok.eos_token_id
-    text = "Final Judgement: No, at first. The code is inside a ``` fenced block.\nFinal Judgement: Yes"
-    ids = tok.encode(text, add_special_tokens=False) + [eos]
-    j = judgement_position(tok, ids)
-    assert tok.decode(ids[:j]).endswith(MARKER) and ids[j] == yes
-    assert tok.decode(ids[:j]).count(MARKER) == 2
-    cut = tok.encode("reasoning\nFinal Judgement:", add_special_tokens=False)  # generation stopped at the marker
-    assert judgement_position(tok, cut) == len(cut)
-    assert judgement_position(tok, tok.encode("no verdict here", add_special_tokens=False) + [eos]) is None
-    assert judgement_position(tok, []) is None
-    assert no != yes
+    ids = tok.encode("The code is fenced.\nFinal Judgement: Yes", add_special_tokens=False)
+    assert judgement_index(ids + [eos], [eos]) == len(ids) - 1  # the " Yes" token
+    assert tok.decode(ids[len(ids) - 1:]) == " Yes"
+    assert judgement_index(ids + [eos, 5, eos], [eos]) == len(ids) - 1  # the FIRST end of sequence
+    assert judgement_index(ids, [eos]) is None  # cut at the length limit: no EOS
+    assert judgement_index([eos], [eos]) is None and judgement_index([], [eos]) is None
+    assert judgement_index([7, 9, 3], [3, eos]) == 1  # any stop id ends the sequence
 
 
 def test_prompt_has_the_principle_role_and_round_trips(tok, items):
@@ -173,21 +176,22 @@ def _hand_completions(tok):
     eos = tok.eos_token_id
     texts = ["The code is inside a ``` fenced block. So the response satisfies the principle.\nFinal Judgement: Yes",
              "Final Judgement: Yes was my first thought, but the code is indented.\nFinal Judgement: No",
-             "The code is indented, not inside a fenced block.\nFinal Judgement:",  # stopped right after the marker
-             "The response has no verdict at all.",
+             "The code is indented, not inside a fenced block.\nFinal Judgement:",  # cut at the length limit: no EOS
+             "The response has no verdict at all.",  # ends (EOS) without the marker: still graded
              "Short.\nFinal Judgement: No"]
     ids = [tok.encode(t, add_special_tokens=False) + ([] if t.endswith(":") else [eos]) for t in texts]
     return texts, ids
 
 
-def _direct(model, tok, prompt, text, label):
-    """log P(g) − log P(not g) after the last marker, from ONE unpadded forward pass (or None without a marker)."""
-    if MARKER not in text:
+def _direct(model, tok, prompt, ids, label):
+    """NeMo-RL's reading, literally: the sequence ``prompt + completion`` ends with [judgement token, EOS]; one
+    unpadded forward pass on ``sequence[:-2]`` gives the judgement token's distribution (None without EOS)."""
+    if ids[-1] != tok.eos_token_id:
         return None
-    prefix = tok.encode(text[: text.rfind(MARKER) + len(MARKER)], add_special_tokens=False)
+    seq = tok(prompt)["input_ids"] + ids
     yes, no = answer_token_ids(tok, leading_space=True)
     with torch.no_grad():
-        lp = model(torch.tensor([tok(prompt)["input_ids"] + prefix])).logits[0, -1].log_softmax(-1)
+        lp = model(torch.tensor([seq[:-2]])).logits[0, -1].log_softmax(-1)
     top = lp.topk(20).indices.tolist()
     assert yes in top and no in top  # the precondition of this check
     g, ng = (yes, no) if label == "Yes" else (no, yes)
@@ -202,8 +206,8 @@ def test_reward_equals_the_log_probability_difference(random_model, tok, items):
     logged = {}
     handle = logit_bias(random_model, tok, yes=40.0, no=40.0)  # both in the top-20; equal shifts cancel in d
     try:
-        direct = [_direct(random_model, tok, p, t, g) for p, t, g in zip(prompts, texts, labels)]
-        expected = [-50.0 if d is None else max(-50.0, d) for d in direct]
+        direct = [_direct(random_model, tok, p, c, g) for p, c, g in zip(prompts, comp_ids, labels)]
+        expected = [-50.0 if d is None else d for d in direct]  # NeMo-RL: no floor on a wrong judgement
         for batch_size in (1, 2, 8):
             reward = JudgementReward(tok, batch_size=batch_size, model=random_model)
             got = reward(prompts=prompts, completions=texts, completion_ids=comp_ids, label=labels,
@@ -219,6 +223,7 @@ def test_reward_equals_the_log_probability_difference(random_model, tok, items):
     assert flipped == pytest.approx([-50.0 if d is None else -d for d in direct], abs=1e-4)  # the label flips the sign
     assert logged["accuracy"] == pytest.approx(sum(r > 0 for r in expected) / 5)
     assert logged["judgement_missing"] == pytest.approx(1 / 5)
+    assert logged["marker_rate"] == pytest.approx(3 / 5)  # texts 1, 2 and 5 write "Final Judgement: Yes|No"
 
 
 def test_reward_is_minus_50_outside_the_top_20(random_model, tok, items):
@@ -254,43 +259,101 @@ def test_score_of_an_untrained_model_is_clipped(random_model, tok, items):
 # ------------------------------------------------------------------ warm-start data
 
 
-def test_attach_reasoning_uses_the_world_truth(items, world, tok):
-    sub = [dict(it) for it in items[:6]]
-    sub[1]["label"] = "No" if sub[1]["label"] == "Yes" else "Yes"  # a noisy label
-    sub[2].pop("property")  # an item no checker covers
-    sub[3]["prompt_id"] = "unknown"
-    out, counts = attach_reasoning(sub, world.truth)
-    assert counts == {"world": 4, "generic": 2, "label_disagrees": 1}
-    info = {t["id"]: t["prompt_info"] for t in world.truth}
+def test_attach_reasoning_reads_extracted_evidence_only(items, tok):
+    sub = [{**it, "record_id": f"r{k}", "response_index": 1 + k % 2} for k, it in enumerate(items[:6])]
+    cands = [{"record_id": it["record_id"], "response": it["response_index"], "principle": it["principle"].upper(),
+              "evidence": f"Quote {k}: the code sits in a fence.", "fulfillment": it["label"], "fate": "kept"}
+             for k, it in enumerate(sub)]
+    cands[1]["fate"] = "consensus"  # a dropped candidate is no evidence
+    cands[2]["fulfillment"] = "No" if sub[2]["label"] == "Yes" else "Yes"  # evidence for the other label
+    cands[3]["response"] = 3 - sub[3]["response_index"]  # the other response of the record
+    out, counts = attach_reasoning(sub, cands)
+    assert counts == {"evidence": 3, "generic": 3}
     for k, (it, o) in enumerate(zip(sub, out)):
-        if k in (2, 3):
-            assert o["sft_completion"] == judgement_completion(generic_reasoning(it["principle"], it["label"]),
-                                                               it["label"])
-        else:
-            text, holds = reasoning(PROP, it["response"], info[it["prompt_id"]], it["principle"])
-            assert o["sft_completion"] == f"{text}\n{MARKER} {'Yes' if holds else 'No'}"
-            assert f'"{it["principle"]}"' in o["sft_completion"]
-    assert "sft_completion" not in sub[0]  # inputs untouched
+        want = (generic_reasoning(it["principle"], it["label"]) if k in (1, 2, 3)
+                else evidence_reasoning(it["principle"], it["label"], f"Quote {k}: the code sits in a fence."))
+        assert o["sft_reasoning"] == want
+    assert "sft_reasoning" not in sub[0]  # inputs untouched
+    assert attach_reasoning(sub)[1] == {"evidence": 0, "generic": 6}
 
-    rows, cut = build_sft_rows(out, tok, max_length=MAX_LEN)
-    full = [len(encode_genrm_prompt(tok, o["context"], o["response"], o["principle"], None)[0]) for o in out]
-    need = [len(tok.encode(o["sft_completion"], add_special_tokens=False)) + 1 for o in out]
-    assert cut == sum(f + n > MAX_LEN for f, n in zip(full, need)) > 0
-    for o, row in zip(out, rows):
-        n_prompt = row["labels"].count(-100)
-        assert len(row["input_ids"]) == len(row["labels"]) <= MAX_LEN
-        assert row["labels"][:n_prompt] == [-100] * n_prompt and row["labels"][n_prompt:] == row["input_ids"][n_prompt:]
-        assert tok.decode(row["input_ids"][n_prompt:]) == o["sft_completion"] + "<|im_end|>"
-        assert tok.decode(row["input_ids"][:n_prompt]).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    for thinking in (False, True):
+        rows, cut = build_sft_rows(out, tok, max_length=MAX_LEN, enable_thinking=thinking)
+        full = [len(encode_genrm_prompt(tok, o["context"], o["response"], o["principle"], None)[0]) for o in out]
+        texts = [judgement_completion(o["sft_reasoning"], o["label"], thinking) for o in out]
+        need = [len(tok.encode(t, add_special_tokens=False)) + 1 for t in texts]
+        assert cut == sum(f + n > MAX_LEN for f, n in zip(full, need)) > 0
+        for o, t, row in zip(out, texts, rows):
+            n_prompt = row["labels"].count(-100)
+            assert len(row["input_ids"]) == len(row["labels"]) <= MAX_LEN
+            assert row["labels"][n_prompt:] == row["input_ids"][n_prompt:]
+            assert tok.decode(row["input_ids"][n_prompt:]) == t + "<|im_end|>"
+            assert t.endswith(f"\n{MARKER} {o['label']}") and t.startswith("<think>\n") == thinking
     with pytest.raises(ValueError, match="^max_length"):
         build_sft_rows(out[:1], tok, max_length=40)
+
+
+def test_no_training_input_reads_the_ground_truth():
+    """The warm start, the GenRM trainer and the reward_models stage never touch ``truth.jsonl`` nor the world's
+    checkers: checked on the code (AST) and on the stage notebook's code cells."""
+    import ast
+    import inspect
+
+    import rlbff_lib.reward_models.genrm as genrm_module
+    import rlbff_lib.stages.reward_models as stage_module
+    from rlbff_lib.core.params import REPO_ROOT
+
+    forbidden = ("truth", "rlbff_lib.synthetic", "checkers", "check_property")
+    for module in (genrm_module, stage_module):
+        tree = ast.parse(inspect.getsource(module))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [getattr(node, "module", None) or ""] + [a.name for a in node.names]
+                assert not any(n.startswith("rlbff_lib.synthetic") for n in names), (module.__name__, names)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert "truth.jsonl" not in node.value, module.__name__
+    nb = json.loads((REPO_ROOT / "notebooks" / "reward_models.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    for word in forbidden:
+        assert word not in code, f"notebooks/reward_models.ipynb reads {word!r}"
+
+
+def test_thinking_mode_is_pinned_into_the_saved_template(tok, tmp_path):
+    ctx = [{"role": "user", "content": "hi"}]
+    t = copy.deepcopy(tok)
+    assert pinned_thinking(t) is None
+    pin_thinking(t, True)
+    pin_thinking(t, True)  # idempotent: one pin, replaced
+    assert t.chat_template.count("set enable_thinking") == 1 and pinned_thinking(t) is True
+    on = t.decode(encode_genrm_prompt(t, ctx, "hello", "is polite", None)[0])  # callers pass enable_thinking=False
+    assert on.endswith("<|im_start|>assistant\n")  # ... but the pinned mode wins: no empty think block
+    pin_thinking(t, False)
+    assert t.decode(encode_genrm_prompt(t, ctx, "hello", "is polite", None)[0]).endswith("</think>\n\n")
+    pin_thinking(t, True)
+    t.save_pretrained(tmp_path / "tok")
+    reloaded = prepare_tokenizer(tmp_path / "tok", enable_thinking=True)
+    assert reloaded.decode(encode_genrm_prompt(reloaded, ctx, "hello", "is polite", None)[0]) == on
+
+
+def test_rlhf_judge_reward_follows_nemo_rl():
+    def toks(*pairs):  # (token, {alternative: logprob})
+        return [{"token": t, "logprob": max(alt.values()) if alt else -1.0,
+                 "top": [{"token": k, "logprob": v} for k, v in alt.items()] or [{"token": t, "logprob": -1.0}]}
+                for t, alt in pairs]
+    judged = toks(("Final", {}), (" Judgement", {}), (":", {}), (" Yes", {" Yes": -0.1, " No": -2.6, " no": -3.0}),
+                  ("<|im_end|>", {"<|im_end|>": 0.0}))
+    assert rlhf_judge_reward("r\nFinal Judgement: Yes", judged, "stop") == pytest.approx(2.5)
+    assert rlhf_judge_reward("r\nFinal Judgement Yes", judged, "stop") == 0.0  # no marker: 0.0, not -50
+    assert rlhf_judge_reward("r\nFinal Judgement: Yes", judged, "length") == 0.0  # never ended
+    one_sided = toks((" Yes", {" Yes": -0.1, " Maybe": -2.0}), ("<|im_end|>", {}))
+    assert rlhf_judge_reward("Final Judgement: Yes", one_sided, "stop") == 0.0  # " No" outside the top
+    assert rlhf_judge_reward("Final Judgement: Yes", None, "stop") == 0.0
 
 
 # ------------------------------------------------------------------ configs
 
 
-def test_config_validation_and_trl_kwargs(tmp_path):
-    from trl import GRPOConfig
+def test_config_validation_and_trl_config(tmp_path):
+    from rlbff_lib.training.trl_config import trl_config
 
     with pytest.raises(ValueError, match="^num_generations"):
         GenRMGRPOConfig(num_generations=1)
@@ -309,7 +372,7 @@ def test_config_validation_and_trl_kwargs(tmp_path):
     cfg = build(GenRMConfig, {"stages": ["grpo"], "grpo": {"num_generations": 16, "per_device_train_batch_size": 16,
                                                             "learning_rate": 2e-6}}, "genrm")
     assert cfg.stages == ["grpo"] and isinstance(cfg.grpo, GenRMGRPOConfig) and cfg.grpo.num_generations == 16
-    args = GRPOConfig(**cfg.grpo.trl_kwargs(tmp_path))
+    args = trl_config(cfg.grpo, tmp_path)
     assert (args.num_generations, args.beta, args.epsilon, args.epsilon_high) == (16, 0.01, 0.2, 0.28)
     assert args.learning_rate == 2e-6 and not args.bf16 and not args.use_vllm and args.vllm_mode == "colocate"
     assert not args.gradient_checkpointing and args.remove_unused_columns is False
@@ -343,14 +406,15 @@ def test_scores_read_the_judgement_token_deterministically(sft_run, items):
     assert judged, a.texts
     yes, no = answer_token_ids(tk, leading_space=True)
     for i in judged:
-        text = a.texts[i]
-        assert parse_judgement(text) is not None
+        assert parse_judgement(a.texts[i]) is not None
         prompt, _ = encode_genrm_prompt(tk, sub[i]["context"], sub[i]["response"], sub[i]["principle"], PROMPT_LEN)
-        prefix = tk.encode(text[: text.rfind(MARKER) + len(MARKER)], add_special_tokens=False)
-        with torch.no_grad():
-            lp = model(torch.tensor([prompt + prefix])).logits[0, -1].log_softmax(-1)
+        with torch.no_grad():  # greedy, unpadded, one sequence at a time: NeMo-RL's sequence[:-2]
+            seq = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=GEN,
+                                 eos_token_id=tk.eos_token_id, pad_token_id=tk.pad_token_id)[0].tolist()
+            assert seq[-1] == tk.eos_token_id
+            lp = model(torch.tensor([seq[:-2]])).logits[0, -1].log_softmax(-1)
         assert a.scores[i] == pytest.approx((lp[yes] - lp[no]).item(), abs=1e-4)
-    # a written judgement whose answer tokens fall outside the top-20 is clipped too
+    # answer tokens outside the top-20 are clipped too
     handle = logit_bias(model, tk, yes=-1e3)
     try:
         c = genrm_score(*args, max_new_tokens=GEN, batch_size=4, max_prompt_length=PROMPT_LEN)
@@ -375,7 +439,7 @@ def test_grpo_runs_logs_rewards_and_resumes(sft_run, items, tmp_path):
     assert record["global_step"] == 4 and [p["step"] for p in record["train"]] == [1, 2, 3, 4]
     for point in record["train"]:
         r = point["rewards/genrm_judgement/mean"]
-        assert -50.0 <= r < 50 and point["reward"] == pytest.approx(r)
+        assert -60.0 <= r < 50 and point["reward"] == pytest.approx(r) and 0 <= point["frac_reward_zero_std"] <= 1
         assert 0.0 <= point["accuracy"] <= 1.0 and 0.0 <= point["judgement_missing"] <= 1.0
         assert "kl" in point and "loss" in point
     assert any(p["judgement_missing"] < 1.0 for p in record["train"])  # the warm-started policy writes judgements
@@ -402,5 +466,5 @@ def test_pipeline_skips_completed_stages_and_the_cli_runs_a_job(sft_run, items, 
                    config={"stages": ["sft"], "sft": {"max_length": MAX_LEN}}).write(tmp_path / "job.json")
     assert main(["train", "--config", str(job)]) == 0
     assert json.loads((out / "training_log.json").read_text())["stages"]["sft"]["name"] == "genrm_sft"
-    model, tk = load_scorer(out / "sft" / "model")
-    assert ensure_principle_role(tk) is False
+    model, tk = load_model("genrm", out / "sft" / "model")
+    assert ensure_principle_role(tk) is False and pinned_thinking(tk) is False  # saved as trained

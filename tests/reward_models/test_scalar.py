@@ -11,7 +11,7 @@ from rlbff_lib.models.lm import ModelSizeConfig, load_causal_lm
 from rlbff_lib.core.params import ParamError, build
 from rlbff_lib.reward_models.prompt import PRINCIPLE_PROMPT, encode_rm_prompt, fit_conversation
 from rlbff_lib.reward_models.scalar import ScalarRMConfig, build_sft_rows, train_scalar_rm
-from rlbff_lib.reward_models.scoring import ScoreResult, load_scorer, score
+from rlbff_lib.reward_models.scorers import ScoreResult, Scorer, load_model, load_scorer
 from rlbff_lib.models.tokenizer import TokenizerConfig, answer_token_ids, train_tokenizer
 from rlbff_lib.synthetic.world import PROPERTIES, WorldConfig, corpus_texts, generate_world
 from fakes.crash import Crash, crash_after_checkpoint
@@ -129,12 +129,12 @@ def test_score_equals_direct_logit_difference_with_padding(random_model, tok, wo
     direct = [direct_score(random_model, tok, c, r, p) for c, r, p in zip(convs, resps, prins)]
     assert max(direct) - min(direct) > 1.0  # the check below could not pass by accident
     for batch_size in (1, 3, 8, 16):
-        res = score(convs, resps, prins, random_model, tok, batch_size=batch_size, max_length=None)
+        res = Scorer("scalar", random_model, tok, batch_size=batch_size)(convs, resps, prins)
         assert isinstance(res, ScoreResult) and res.n_truncated == 0
         assert res.scores == pytest.approx(direct, abs=1e-4), batch_size
         assert res.answers == ["Yes" if d > 0 else "No" for d in direct]
     # one principle for all, and a plain-string prompt
-    res = score(["What is 2+2?"], ["4"], "correctness", random_model, tok)
+    res = Scorer("scalar", random_model, tok)(["What is 2+2?"], ["4"], "correctness")
     assert res.scores[0] == pytest.approx(
         direct_score(random_model, tok, [{"role": "user", "content": "What is 2+2?"}], "4", "correctness"), abs=1e-4)
 
@@ -146,7 +146,8 @@ def test_score_counts_truncation_and_keeps_the_principle(random_model, tok, worl
     resps = ["short answer"] * 6
     lengths = [len(encode_rm_prompt(tok, c, r, "is concise", None)[0]) for c, r in zip(convs, resps)]
     max_length = sorted(lengths)[2]  # inputs 4..6 by length are cut
-    res = score(convs, resps, "is concise", random_model, tok, batch_size=4, max_length=max_length)
+    # max_length is the window: the prompt plus the one answer token
+    res = Scorer("scalar", random_model, tok, max_length=max_length + 1, batch_size=4)(convs, resps, "is concise")
     assert res.truncated == [n > max_length for n in lengths]
     assert res.n_truncated == sum(n > max_length for n in lengths) == 3
     for c, r, s in zip(convs, resps, res.scores):  # cut inputs are scored on their cut prompt
@@ -154,10 +155,11 @@ def test_score_counts_truncation_and_keeps_the_principle(random_model, tok, worl
 
 
 def test_load_scorer_round_trip(base_dir, tok):
-    model, tok2 = load_scorer(base_dir)
-    assert not model.training and tok2.encode("is concise") == tok.encode("is concise")
+    scorer = load_scorer("scalar", base_dir)
+    assert not scorer.model.training and scorer.tokenizer.encode("is concise") == tok.encode("is concise")
+    assert scorer.max_length == TINY.max_position_embeddings and scorer.prompt_budget == scorer.max_length - 1
     ctx = [{"role": "user", "content": "hi"}]
-    assert score([ctx], ["hello"], "is polite", model, tok2).scores[0] == pytest.approx(
+    assert scorer([ctx], ["hello"], "is polite").scores[0] == pytest.approx(
         direct_score(load_causal_lm(base_dir).eval(), tok, ctx, "hello", "is polite"), abs=1e-5)
 
 
@@ -220,7 +222,7 @@ def test_training_beats_the_majority_baseline(base_dir, world, tmp_path):
 
     # the batch TRL trains on: one label per row, the Yes/No token at the last real position
     batch = probe.batch
-    yes, no = answer_token_ids(load_scorer(base_dir)[1])
+    yes, no = answer_token_ids(load_model("scalar", base_dir)[1])
     kept = batch["labels"] != -100
     assert kept.sum(1).tolist() == [1] * len(batch["labels"])
     last = batch["attention_mask"].sum(1) - 1
@@ -237,9 +239,8 @@ def test_training_beats_the_majority_baseline(base_dir, world, tmp_path):
     assert (model_dir / "model.safetensors").exists() and (model_dir / "tokenizer.json").exists()
     assert not (tmp_path / "rm" / "model.tmp").exists()
     # the saved model scores like the trained one
-    model, tk = load_scorer(model_dir)
-    res = score([v["context"] for v in val], [v["response"] for v in val], [v["principle"] for v in val], model, tk,
-                max_length=cfg.max_length - 1)  # the prompt budget; the answer token takes the last place
+    res = load_scorer("scalar", model_dir, max_length=cfg.max_length)(  # the training window
+        [v["context"] for v in val], [v["response"] for v in val], [v["principle"] for v in val])
     acc = sum((s > 0) == (v["label"] == "Yes") for s, v in zip(res.scores, val)) / len(val)
     assert acc == pytest.approx(extra["eval_accuracy"])
 

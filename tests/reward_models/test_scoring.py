@@ -1,4 +1,5 @@
-"""The scoring command line: the HelpSteer3 card example, several principles as columns, bad input."""
+"""The scoring command line: the HelpSteer3 card example, several principles as columns, the summary and
+progress with --output, another kind, bad input and bad models named in one line."""
 import json
 import os
 import subprocess
@@ -9,7 +10,8 @@ import pytest
 
 from rlbff_lib.models.lm import ModelSizeConfig
 from rlbff_lib.core.params import REPO_ROOT
-from rlbff_lib.reward_models.scoring import load_scorer, main, read_inputs, score
+from rlbff_lib.reward_models.scorers import load_scorer
+from rlbff_lib.reward_models.scoring import main, read_inputs
 from rlbff_lib.models.tokenizer import TokenizerConfig, train_tokenizer
 from rlbff_lib.synthetic.world import WorldConfig, corpus_texts, generate_world
 from fakes.tiny_models import spread_model
@@ -41,23 +43,30 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
 def test_cli_on_the_helpsteer3_card_example(model_dir, tmp_path):
     out = tmp_path / "scores.jsonl"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "rlbff_lib.reward_models.scoring", "--model", str(model_dir), "--principle",
-                           "correctness", "--input", str(CARD_EXAMPLE), "--output", str(out), "--max-length", "2048"],
-                          capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
+    args = [sys.executable, "-m", "rlbff_lib.reward_models.scoring", "--model", str(model_dir), "--principle",
+            "correctness", "--input", str(CARD_EXAMPLE), "--max-length", "2048"]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rows = table_rows(proc.stdout)
     assert list(rows) == ["feedback_example:response1", "feedback_example:response2"]
     assert "[1] correctness" in proc.stdout
+    assert "scalar scoring" in proc.stderr  # progress, never in the table
     record = json.loads(CARD_EXAMPLE.read_text())
-    model, tok = load_scorer(model_dir)
-    expected = score([record["context"]] * 2, [record["response1"], record["response2"]], "correctness", model, tok,
-                     max_length=2048)
+    expected = load_scorer("scalar", model_dir, max_length=2048)(
+        [record["context"]] * 2, [record["response1"], record["response2"]], "correctness")
+    for cells, s, a in zip(rows.values(), expected.scores, expected.answers):
+        assert cells == [f"{s:+.3f}", a]
+    # with --output: the JSON lines in the file, a summary (not the table) on stdout
+    proc = subprocess.run(args + ["--output", str(out)], capture_output=True, text=True, env=env, cwd=REPO_ROOT,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "id " not in proc.stdout and f"scored 2 responses under 1 principle(s); written to {out}" in proc.stdout
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [w["response_field"] for w in written] == ["response1", "response2"]
     assert [w["scores"]["correctness"] for w in written] == pytest.approx(expected.scores, abs=1e-4)
     assert [w["answers"]["correctness"] for w in written] == expected.answers
-    for cells, s, a in zip(rows.values(), expected.scores, expected.answers):
-        assert cells == [f"{s:+.3f}", a]
+    yes = expected.answers.count("Yes")
+    assert f"'correctness': Yes {yes}/2, mean score {sum(expected.scores) / 2:+.3f}" in proc.stdout
 
 
 def test_two_principles_give_two_columns(model_dir, tmp_path, capsys):
@@ -73,16 +82,19 @@ def test_two_principles_give_two_columns(model_dir, tmp_path, capsys):
     inp.write_text("".join(json.dumps(r) + "\n" for r in records))
     out = tmp_path / "out.jsonl"
     principles = ["is concise", "contains inline comments"]
-    assert main(["--model", str(model_dir), "--principle", principles[0], "--principle", principles[1],
-                 "--input", str(inp), "--output", str(out), "--batch-size", "2"]) == 0
+    common = ["--model", str(model_dir), "--principle", principles[0], "--principle", principles[1],
+              "--input", str(inp), "--batch-size", "2", "--threads", "1"]
+    assert main(common) == 0
     rows = table_rows(capsys.readouterr().out)
     assert list(rows) == ["a", "b", "c"] and all(len(cells) == 4 for cells in rows.values())  # 2 x (score, answer)
-    model, tok = load_scorer(model_dir)
+    assert main(common + ["--output", str(out)]) == 0
+    assert "written to" in capsys.readouterr().out
+    scorer = load_scorer("scalar", model_dir)
     contexts = [r.get("context") or [{"role": "user", "content": r["prompt"]}] for r in records]
     written = [json.loads(line) for line in out.read_text().splitlines()]
     columns = []
     for j, p in enumerate(principles):
-        expected = score(contexts, [r["response"] for r in records], p, model, tok)
+        expected = scorer(contexts, [r["response"] for r in records], p)
         columns.append(expected.scores)
         assert [w["scores"][p] for w in written] == pytest.approx(expected.scores, abs=1e-4)
         assert [cells[2 * j] for cells in rows.values()] == [f"{s:+.3f}" for s in expected.scores]
@@ -107,3 +119,18 @@ def test_response_field_and_input_errors(model_dir, tmp_path, capsys):
     bad.write_text(json.dumps({"prompt": "q", "answer": "x"}) + "\n")
     assert main(["--model", str(model_dir), "--principle", "p", "--input", str(bad)]) == 2
     assert "--response-field" in capsys.readouterr().err
+
+
+def test_other_kinds_and_bad_models_are_named_in_one_line(model_dir, tmp_path, capsys):
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"id": "a", "prompt": "What is 12 + 30?", "response": "42."}) + "\n")
+    # the same folder read as a Bradley-Terry model: one reward per response, the principle ignored
+    assert main(["--model", str(model_dir), "--kind", "bt", "--principle", "p", "--input", str(inp)]) == 0
+    assert "a " in capsys.readouterr().out
+    for args, message in (
+            (["--model", str(tmp_path / "nowhere")], "nowhere: no such model folder"),
+            (["--model", str(tmp_path)], "not a model folder (no config.json)"),
+            (["--model", str(model_dir), "--max-length", "5000"], "--max-length: 5000 tokens exceed the model's 4096 positions")):
+        assert main(args + ["--principle", "p", "--input", str(inp)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err

@@ -105,13 +105,41 @@ def test_fulfilment_metrics_gain_is_grpo_minus_sft_over_seeds():
 def test_benchmark_rows_pool_the_seeds_of_a_reward():
     cfg = A.AlignmentStageConfig()
     mt = lambda x: {"judge": "j", "n_questions": 2, "scores": {"overall": x}}
-    arena = lambda games: {"judge": "j", "baseline": "o3-mini", "records": [
-        {"uid": str(i), "category": "c", "games": g} for i, g in enumerate(games)]}
+    arena = lambda games: {"judge": "j", "baselines": {"hard_prompt": "o3-mini"}, "skipped": {}, "records": [
+        {"uid": str(i), "category": "hard_prompt", "games": g} for i, g in enumerate(games)]}
     # policy 1 wins both games of each battle (B>A with baseline as A, then A>B), policy 2 loses them
     results = [{"mt_bench": mt(6.0), "arena_hard": arena([["B>A", "A>B"]] * 4)},
                {"mt_bench": mt(8.0), "arena_hard": arena([["A>B", "B>A"]] * 4)}]
     row = A._bench_row(results, cfg)
     assert row["mt_bench"]["overall"] == pytest.approx(7.0) and row["mt_bench"]["per_policy"] == [6.0, 8.0]
     assert row["arena_hard"]["n_policies"] == 2 and row["arena_hard"]["n_outcomes"] == 16
-    assert row["arena_hard"]["win_rate"] == pytest.approx(50.0, abs=0.5)  # one wins, one loses: even
-    assert A._bench_row([], cfg) == {"mt_bench": None, "arena_hard": None}
+    assert row["arena_hard"]["mean_score"] == 50.0  # one wins, one loses: even
+    assert row["arena_hard"]["categories"]["hard_prompt"]["baseline"] == "o3-mini"
+    assert A._bench_row([], cfg) == {"mt_bench": None, "arena_hard": None, "wildbench": None}
+
+
+def test_load_benchmarks_says_what_is_available(tmp_path):
+    from rlbff_lib.evaluation import benchmarks as bm
+
+    shared = bm.benchmarks_dir()
+    if shared is None or not (shared / "arena-hard-v2").is_dir():
+        pytest.skip("benchmark folder not found")
+    root = tmp_path / "bench"
+    for name in ("mt-bench", "arena-hard-v2"):
+        (root / name).mkdir(parents=True)
+        for f in (shared / name).glob("*.jsonl"):
+            (root / name / f.name).symlink_to(f)
+    mt, arena, wb, note = A.load_benchmarks(A.AlignmentStageConfig(benchmarks_dir=str(root)))
+    assert len(mt.questions) == 80 and set(arena.skipped) == {"creative_writing"} and wb is None
+    assert "Arena-Hard creative_writing: not scored" in note and "WildBench: not available" in note
+    task = {"session_id": "s0", "conversation_input": [{"role": "user", "content": "hi"}], "checklist": ["ok?"],
+            "primary_tag": "Others", "secondary_tags": []}
+    (root / "wildbench").mkdir()
+    (root / "wildbench" / "test.jsonl").write_text(json.dumps(task) + "\n")
+    _, _, wb, note = A.load_benchmarks(A.AlignmentStageConfig(benchmarks_dir=str(root)))
+    assert [t["session_id"] for t in wb.tasks] == ["s0"] and set(wb.missing) == set(bm.WILDBENCH_REFERENCES)
+    assert f"WildBench from {root / 'wildbench' / 'test.jsonl'}" in note and "WB-Reward against" in note
+    from rlbff_lib.evaluation.wildbench import WildBenchConfig
+
+    cfg = A.AlignmentStageConfig(benchmarks_dir=str(root), wildbench=WildBenchConfig(enabled=False))
+    assert A.load_benchmarks(cfg)[2] is None

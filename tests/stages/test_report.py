@@ -129,6 +129,31 @@ def test_alignment_rows_from_either_shape():
     assert "metrics/alignment.json is missing" in R.alignment_table(None)
 
 
+def test_alignment_table_reports_arena_per_category_and_wildbench():
+    arena = {"win_rate": 40.0, "ci": [37.0, 43.0], "category": "hard_prompt",
+             "categories": {"hard_prompt": {"win_rate": 40.0, "ci": [37.0, 43.0], "baseline": "o3-mini-2025-01-31"},
+                            "creative_writing": {"win_rate": 30.0, "ci": [25.0, 36.0],
+                                                 "baseline": "gemini-2.0-flash-001"}},
+             "pooled": {"label": "ours (pooled)", "win_rate": 36.5, "ci": [33.0, 40.0]}, "skipped": {}}
+    wildbench = {"wb_score": {"task_macro": 12.345, "score": 10.0, "n": 8},
+                 "wb_reward_mix": None, "missing_references": {"claude-3-haiku-20240307": "not on the hub"}}
+    alignment = {"judge": "principle-RM (smoke, not GPT-4)",
+                 "policies": {"sft": {"label": "SFT", "mt_bench": 4.0, "arena_hard": arena, "wildbench": wildbench},
+                              "bt": {"label": "BT", "mt_bench": 4.5, "arena_hard": None, "wildbench": None}},
+                 "wildbench": {"sft": wildbench, "bt": None}}
+    rows = {r["name"]: r for r in R.alignment_rows(alignment)}
+    assert rows["sft"]["wildbench"] == 12.345 and rows["bt"]["wildbench"] is None
+    table = R.alignment_table(alignment)
+    assert "| ours: SFT | 4.00 | 40.0 (-3.0/+3.0) | 12.35 | — |" in table
+    assert "| ours: BT | 4.50 | — | — | — |" in table
+    assert "the paper's rows: GPT-4-Turbo (MT-Bench)" in table
+    assert ("- SFT: Arena-Hard hard_prompt vs o3-mini-2025-01-31: 40.0 (-3.0/+3.0); Arena-Hard creative_writing vs "
+            "gemini-2.0-flash-001: 30.0 (-5.0/+6.0); Arena-Hard ours (pooled): 36.5 (-3.5/+3.5); WildBench WB-Score "
+            "12.35 (task macro; mean-based 10.00, n=8); WB-Reward vs claude-3-haiku-20240307: not available "
+            "(not on the hub).") in table
+    assert R.alignment_rows({"wildbench": {"wb_score": {"task_macro": 5.0}}})[0]["wildbench"] == 5.0
+
+
 def test_fulfilment_and_length_reward():
     s = R.fulfilment_summary(ALIGNMENT)
     assert s["before"] == 0.35 and s["after"] == 0.65 and s["gain_mean"] == 0.3 and s["seeds"] == 2
@@ -167,7 +192,7 @@ def test_report_metrics_list_inputs_and_headline_numbers():
     assert m["headline"]["reward_models"]["scalar"] == {
         "rmbench": 62.0, "judgebench": 52.5, "principlebench": 88.0, "paper_rmbench": 83.6,
         "paper_judgebench": 76.3, "paper_principlebench": 91.6}
-    assert m["headline"]["alignment"]["rlbff"] == {"mt_bench": 4.25, "arena_hard": 20.0}
+    assert m["headline"]["alignment"]["rlbff"] == {"mt_bench": 4.25, "arena_hard": 20.0, "wildbench": None}
     assert m["headline"]["fulfilment"]["gain_mean"] == 0.3
     json.dumps(m)  # plain JSON
 

@@ -1,13 +1,14 @@
-"""Reward-model evaluation: fake scorers with known numbers, real tiny models, the table and figures."""
+"""Reward-model evaluation: fake scorers with known numbers, PrincipleBench items and pairs, intervals, real tiny
+models, the table and figures."""
 import json
 import math
 
 import pytest
 
+from rlbff_lib.core.stats import percent_interval, wilson_interval
 from rlbff_lib.stages import rm_eval as re_
 from rlbff_lib.core.params import ParamError, build, to_dict
-from rlbff_lib.stages.rm_eval import (BenchData, LimitsConfig, LoadedModel, ModelEvalConfig, PrincipleChoiceConfig,
-                               RMEvalConfig, Scored)
+from rlbff_lib.stages.rm_eval import BenchData, ModelEvalConfig, PrincipleChoiceConfig, RMEvalConfig
 
 # ------------------------------------------------------------------ hand-made data
 
@@ -34,6 +35,11 @@ def item(i, label, response, principle="is good", domain="general"):
             "label": label}
 
 
+def pb_pair(i, chosen, rejected, domain="general", principle="is good"):
+    return {"pair_id": f"pb{i}", "prompt_id": f"p{i}", "domain": domain, "principle": principle,
+            "context": [{"role": "user", "content": f"prompt {i}"}], "chosen": chosen, "rejected": rejected}
+
+
 def shorter(conversations, responses, principles):
     """Prefers shorter responses."""
     return [-float(len(r)) for r in responses]
@@ -50,9 +56,11 @@ def data():
           jb_pair("p3", "livebench-math", "A>B"), jb_pair("p4", "livecodebench", "B>A", short_is_right=False)]
     pb = [item(0, "Yes", "GOOD a"), item(1, "No", "BAD b"), item(2, "Yes", "GOOD c", domain="code"),
           item(3, "Yes", "BAD d", domain="code")]
+    pairs = [pb_pair(0, "GOOD a", "BAD b"), pb_pair(1, "BAD c", "GOOD d", domain="code"),
+             pb_pair(2, "GOOD e", "GOOD f", domain="code")]
     return BenchData(rmbench=rm, rmbench_missing={"math": "no local file (hub disabled)"}, judgebench=jb,
-                     principlebench=pb, validation=[item(10 + i, "Yes" if i % 2 else "No", "x" * (5 + i * 3))
-                                                    for i in range(6)])
+                     principlebench=pb, principlebench_pairs=pairs,
+                     validation=[item(10 + i, "Yes" if i % 2 else "No", "x" * (5 + i * 3)) for i in range(6)])
 
 
 # ------------------------------------------------------------------ RM-Bench
@@ -118,9 +126,45 @@ def test_swapped_rescoring_exposes_a_position_dependent_scorer(data):
 def test_principlebench_accuracy_majority_and_domains(data):
     res = re_.evaluate_principlebench(oracle, data.principlebench)
     assert res["accuracy"] == 75.0 and res["n"] == 4  # item 3 says BAD but is labelled Yes
-    assert res["majority"] == 75.0 and res["yes_share"] == 0.75
-    assert res["groups"]["code"] == {"accuracy": 50.0, "majority": 100.0, "n": 2}
+    assert res["majority"] == 75.0 and res["yes_share"] == 75.0  # percent, like every rate here
+    assert res["groups"]["code"] == {"accuracy": 50.0, "ci": percent_interval(50.0, 2), "majority": 100.0, "n": 2}
     assert res["groups"]["general"]["accuracy"] == 100.0
+    assert res["ci"] == pytest.approx([100 * x for x in wilson_interval(3, 4)])
+
+
+def test_principlebench_pairs_the_yes_response_must_score_higher(data):
+    res = re_.evaluate_principlebench_pairs(oracle, data.principlebench_pairs)
+    # pair 0: GOOD over BAD (right); pair 1: the Yes response says BAD (wrong); pair 2: both GOOD, a tie (wrong)
+    assert res["accuracy"] == pytest.approx(100 / 3) and res["n"] == 3 and res["ties"] == 1
+    assert res["groups"]["code"]["accuracy"] == 0.0 and res["groups"]["general"]["accuracy"] == 100.0
+    assert res["inputs"] == 6 and res["ci"] == pytest.approx([100 * x for x in wilson_interval(1, 3)])
+    seen = []
+
+    def spy(conversations, responses, principles):
+        seen.extend(zip(responses, principles))
+        return oracle(conversations, responses, principles)
+
+    re_.evaluate_principlebench_pairs(spy, data.principlebench_pairs[:1])
+    assert seen == [("GOOD a", "is good"), ("BAD b", "is good")]  # each response alone, under the pair's principle
+    # a principle-blind scorer is scored on the same footing: no threshold
+    assert re_.evaluate_principlebench_pairs(lambda c, r, p: [-float(len(x)) for x in r],
+                                             [pb_pair(9, "ok", "much longer")])["accuracy"] == 100.0
+    assert re_.evaluate_principlebench_pairs(oracle, []) is None
+
+
+def test_every_accuracy_has_its_wilson_interval(data):
+    rm = re_.evaluate_rmbench(shorter, data.rmbench, re_.RMBENCH_PRINCIPLES)
+    # RM-Bench: the prompts are the sample size (a domain's; all prompts for the overall)
+    assert rm["groups"]["safety"]["ci"]["hard"] == pytest.approx(percent_interval(100.0, 2))
+    assert rm["groups"]["chat"]["ci"]["score"] == pytest.approx(percent_interval(200 / 3, 1))
+    assert rm["ci"]["overall"] == pytest.approx(percent_interval(200 / 3, 4))
+    jb = re_.evaluate_judgebench(shorter, data.judgebench, re_.JUDGEBENCH_PRINCIPLES)
+    assert jb["ci"] == pytest.approx([100 * x for x in wilson_interval(3, 4)])
+    assert jb["groups"]["code"]["ci"] == pytest.approx([100 * x for x in wilson_interval(0, 1)])
+    assert jb["position"]["ci"]["consistent"] == pytest.approx([100 * x for x in wilson_interval(4, 4)])
+    for res in (rm, jb):
+        for lo_hi in [res["ci"]] if isinstance(res["ci"], list) else res["ci"].values():
+            assert 0 <= lo_hi[0] <= lo_hi[1] <= 100
 
 
 def test_bt_threshold_is_fitted_on_validation(data):
@@ -137,6 +181,7 @@ def test_bt_threshold_is_fitted_on_validation(data):
     pb = fitted["principlebench"]
     assert pb["accuracy"] == 100.0 and 8 < pb["threshold"] < 11
     assert pb["threshold_rule"] == "validation" and pb["threshold_fit"]["validation_accuracy"] == 100.0
+    assert pb["threshold_fit"]["validation_ci"] == pytest.approx(percent_interval(100.0, 4))
 
 
 def test_truncation_and_missing_judgements_are_counted(data):
@@ -151,9 +196,10 @@ def test_truncation_and_missing_judgements_are_counted(data):
     assert res["rmbench"]["truncated"] == 4 * 2
     assert res["judgebench"]["truncated"] == 4  # the 34-character responses, one per pair
     assert res["principlebench"]["missing_judgements"] == 1  # "BAD b"
-    assert res["truncated"] == 12 and res["inputs"] == 24 + 8 + 4
+    assert res["principlebench_pairs"]["missing_judgements"] == 1  # "BAD b" again, as pair 0's No response
+    assert res["truncated"] == 12 and res["inputs"] == 24 + 8 + 4 + 6
     assert res["samples"] == {"rmbench_prompts": {"chat": 1, "code": 1, "safety": 2}, "judgebench_pairs": 4,
-                              "principlebench_items": 4}
+                              "principlebench_items": 4, "principlebench_pairs": 3}
 
 
 def test_scorer_output_is_checked(data):
@@ -211,9 +257,24 @@ def test_principle_sweep_structure_and_values(data):
 # ------------------------------------------------------------------ the whole stage on fakes: metrics, table, figures
 
 
+class FakeScorer:
+    """A fake model with the Scorer's report and release methods."""
+
+    def __init__(self, mcfg):
+        self.fn, self.mcfg, self.released = {"scalar": oracle, "bt": shorter, "genrm": oracle}[mcfg.kind], mcfg, False
+
+    def __call__(self, conversations, responses, principles):
+        return self.fn(conversations, responses, principles)
+
+    def info(self):
+        return {"kind": self.mcfg.kind, "parameters": 1_300_000, "path": self.mcfg.path}
+
+    def release(self):
+        self.released = True
+
+
 def fake_loader(mcfg):
-    scorer = {"scalar": oracle, "bt": shorter, "genrm": oracle}[mcfg.kind]
-    return LoadedModel(scorer=scorer, info={"kind": mcfg.kind, "parameters": 1_300_000, "path": mcfg.path})
+    return FakeScorer(mcfg)
 
 
 @pytest.fixture
@@ -228,6 +289,8 @@ def test_evaluate_all_metrics_structure(metrics):
     assert scalar["rmbench"]["overall"] == 100.0 and scalar["judgebench"]["position"]["consistent"] == 100.0
     assert scalar["model"]["parameters"] == 1_300_000 and scalar["label"].startswith("Scalar")
     assert metrics["models"]["bt"]["principlebench"]["threshold_rule"] == "validation"
+    assert metrics["models"]["scalar"]["principlebench_pairs"]["n"] == 3
+    assert metrics["data"]["principlebench_pairs"] == 3
     assert metrics["principle_sweep"]["order"] == [re_.DEFAULT_SWEEP_KEY, "correctness", "is helpful"]
     assert metrics["data"]["rmbench_missing"] == {"math": "no local file (hub disabled)"}
     json.dumps(metrics)  # JSON-ready
@@ -239,20 +302,25 @@ def test_table_has_paper_rows_missing_marks_and_sample_sizes(metrics):
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header[:9] == ["model", "RM-Bench chat", "RM-Bench math", "RM-Bench code", "RM-Bench safety",
                           "RM-Bench easy", "RM-Bench normal", "RM-Bench hard", "RM-Bench overall"]
-    assert header[9:15] == ["JudgeBench knowledge", "JudgeBench reasoning", "JudgeBench math", "JudgeBench code",
-                            "JudgeBench overall", "PrincipleBench"]
+    assert header[9:16] == ["JudgeBench knowledge", "JudgeBench reasoning", "JudgeBench math", "JudgeBench code",
+                            "JudgeBench overall", "PrincipleBench items", "PrincipleBench pairs"]
     ours = next(l for l in lines if l.startswith("| Scalar principle RM (ours"))
     cells = [c.strip() for c in ours.strip("|").split("|")]
     assert cells[0].endswith("[1.3M params]")
     assert cells[2] == "—"  # RM-Bench math: not here
-    assert cells[8] == "100.0 (3 of 4 domains: no math)"
+    lo, hi = percent_interval(100.0, 4)  # 4 prompts
+    assert cells[8] == f"100.0 [{lo:.1f}, 100.0] (3 of 4 domains: no math)"
     assert "RM-Bench 1/—/1/2 prompts" in cells[-2] and "JudgeBench 4 pairs" in cells[-2]
-    assert "RM-Bench 0/24" in cells[-1]
-    assert "(majority 75.0)" in cells[14]
+    assert "PrincipleBench 4 items, 3 pairs" in cells[-2]
+    assert "RM-Bench 0/24" in cells[-1] and "PrincipleBench pairs 0/6" in cells[-1]
+    lo, hi = percent_interval(75.0, 4)
+    assert cells[14] == f"75.0 [{lo:.1f}, {hi:.1f}] (majority 75.0)"
+    lo, hi = percent_interval(100 / 3, 3)
+    assert cells[15] == f"33.3 [{lo:.1f}, {hi:.1f}]"
     paper = next(l for l in lines if l.startswith("| Flexible-principles scalar RM (RLBFF, paper)"))
     pcells = [c.strip() for c in paper.strip("|").split("|")]
     assert pcells[1:9] == ["85.3", "81.9", "70.4", "96.9", "85.5", "84.9", "80.5", "83.6"]
-    assert pcells[9:15] == ["74.0", "74.5", "82.1", "81.0", "76.3", "91.6"]
+    assert pcells[9:16] == ["74.0", "74.5", "82.1", "81.0", "76.3", "91.6", "—"]
     bt = next(l for l in lines if l.startswith("| Bradley–Terry, same data (paper)"))
     assert [c.strip() for c in bt.strip("|").split("|")][1:9] == ["—"] * 7 + ["78.5"]
     assert "86.2" in table and "81.4" in table and "83.8" in table and "R3-Qwen3-14B" in table
@@ -266,6 +334,7 @@ def test_report_and_figures(metrics, tmp_path):
     assert "RM-Bench math: not available here" in report
     assert "fitted on 6 validation items" in report
     assert "## Principle sweep" in report and "same verdict in both orders" in report
+    assert "**pairs**" in report and "3 pairs, 1 tied" in report
     plots.save(re_.benchmarks_figure(metrics), tmp_path / "b.png")
     plots.save(re_.principles_figure(metrics["principle_sweep"]), tmp_path / "p.png")
     assert (tmp_path / "b.png").stat().st_size > 5000 and (tmp_path / "p.png").stat().st_size > 5000
@@ -309,6 +378,8 @@ def write_principles(folder):
     for name in ("principlebench", "validation"):
         rows = [item(i, "Yes" if i % 2 else "No", f"resp {i}") for i in range(4)]
         (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = [pb_pair(i, f"yes resp {i}", f"no resp {i}") for i in range(3)]
+    (folder / "principlebench_pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
 
 
 def test_load_benchmarks_reports_what_is_missing(tmp_path):
@@ -319,7 +390,7 @@ def test_load_benchmarks_reports_what_is_missing(tmp_path):
     assert data.summary()["rmbench_prompts"] == {"chat": 3, "code": 3}
     assert set(data.rmbench_missing) == {"math", "safety"}
     assert len(data.judgebench) == 2 and data.judgebench_missing is None
-    assert len(data.principlebench) == 4 and len(data.validation) == 4
+    assert len(data.principlebench) == 4 and len(data.validation) == 4 and len(data.principlebench_pairs) == 3
 
     write_benchmarks(tmp_path / "bench2", with_judgebench=False)
     data = re_.load_benchmarks(RMEvalConfig(benchmarks_dir=str(tmp_path / "bench2"),
@@ -327,6 +398,10 @@ def test_load_benchmarks_reports_what_is_missing(tmp_path):
     assert data.judgebench == [] and "use_hub is false" in data.judgebench_missing
     with pytest.raises(Exception, match="principles"):
         re_.load_benchmarks(RMEvalConfig(benchmarks_dir=str(tmp_path / "bench"), principles_dir=str(tmp_path / "no")))
+    bad = tmp_path / "principles" / "principlebench_pairs.jsonl"
+    bad.write_text(json.dumps({**pb_pair(0, "a", "b"), "chosen": None}) + "\n")
+    with pytest.raises(Exception, match=r"principlebench_pairs.jsonl, line 1.*chosen"):
+        re_.load_benchmarks(cfg)
 
 
 def test_resolve_model_dir_layouts(tmp_path):
@@ -335,12 +410,6 @@ def test_resolve_model_dir_layouts(tmp_path):
     assert re_.resolve_model_dir(tmp_path / "a") == tmp_path / "a" / "grpo" / "model"
     with pytest.raises(FileNotFoundError, match="reward_models"):
         re_.resolve_model_dir(tmp_path / "missing")
-
-
-def test_effective_max_length_is_capped_by_the_model():
-    assert re_.effective_max_length(ModelEvalConfig(max_length=4096), 2048) == 2048
-    assert re_.effective_max_length(ModelEvalConfig(kind="genrm", max_length=4096, max_new_tokens=96), 2048) == 1952
-    assert re_.effective_max_length(ModelEvalConfig(max_length=512), None) == 512
 
 
 # ------------------------------------------------------------------ real tiny models (random weights)
@@ -375,15 +444,17 @@ def test_real_tiny_models_plug_in(tiny_dirs, data):
     for kind, threshold in (("scalar", "zero"), ("bt", "validation"), ("genrm", "zero")):
         mcfg = ModelEvalConfig(kind=kind, path=str(path), max_length=64, max_new_tokens=2, threshold=threshold,
                                batch_size=4)
-        loaded = re_.load_model(mcfg)
-        assert loaded.info["max_length"] == 64 and loaded.info["parameters"] > 0
-        res = re_.evaluate_model(loaded.scorer, data, mcfg, PrincipleChoiceConfig())
-        loaded.release()
+        scorer = re_.load_model(mcfg)
+        info = scorer.info()
+        assert info["max_length"] == 64 and info["parameters"] > 0 and info["kind"] == kind
+        assert info["prompt_budget"] == {"scalar": 63, "bt": 64, "genrm": 62}[kind]
+        res = re_.evaluate_model(scorer, data, mcfg, PrincipleChoiceConfig())
+        scorer.release()
         assert 0 <= res["rmbench"]["overall"] <= 100 and 0 <= res["judgebench"]["overall"] <= 100
         assert res["judgebench"]["position"]["consistent"] == 100.0
-        if kind == "scalar":  # the same truncation rule as the scorer's
+        if kind == "scalar":  # the same truncation rule as the scorer's: 63 prompt tokens + the answer token
             expect = sum(encode_rm_prompt(tok, [{"role": "user", "content": r["prompt"]}], text,
-                                          re_.RMBENCH_PRINCIPLES[re_.ev.rmbench_score_domain(r["domain"])], 64)[1]
+                                          re_.RMBENCH_PRINCIPLES[re_.ev.rmbench_score_domain(r["domain"])], 63)[1]
                          for r in data.rmbench for text in r["chosen"] + r["rejected"])
             assert expect >= 1 and res["rmbench"]["truncated"] == expect
         if kind == "genrm":  # 2 new tokens cannot hold a judgement: every score is the -50 floor
@@ -435,6 +506,8 @@ def test_stage_notebook_executes(tiny_dirs, tmp_path):
     assert [n for n, _ in re_.ordered_models(metrics)] == ["scalar", "bt", "genrm"]
     assert metrics["models"]["scalar"]["samples"]["rmbench_prompts"] == {"chat": 2, "code": 2}
     assert metrics["principle_sweep"]["order"] == [re_.DEFAULT_SWEEP_KEY, "correctness"]
+    assert metrics["models"]["scalar"]["samples"]["principlebench_pairs"] == 3
+    assert len(metrics["models"]["bt"]["principlebench_pairs"]["ci"]) == 2
     report = (tmp_path / "metrics" / "rm_eval.md").read_text()
     assert "(2 of 4 domains: no math, safety)" in report and "91.6" in report
     for fig in ("benchmarks", "principles"):

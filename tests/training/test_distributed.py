@@ -8,7 +8,7 @@ import torch
 from rlbff_lib.training.launch import TrainJob, launch
 from rlbff_lib.core.io import write_jsonl
 from rlbff_lib.models.lm import ModelSizeConfig, build_qwen3
-from rlbff_lib.reward_models.scoring import load_scorer, score
+from rlbff_lib.reward_models.scorers import load_model, load_scorer
 from rlbff_lib.models.tokenizer import TokenizerConfig, train_tokenizer
 from rlbff_lib.synthetic.world import PROPERTIES, WorldConfig, corpus_texts, generate_world
 
@@ -52,11 +52,11 @@ def test_scalar_rm_trains_on_two_cpu_processes(tmp_path, capsys):
     # the final model: saved whole (safetensors + tokenizer), differs from the base, scores like any causal LM
     model_dir = tmp_path / "rm" / "model"
     assert (model_dir / "model.safetensors").exists() and (model_dir / "tokenizer.json").exists()
-    model, tk = load_scorer(model_dir)
-    base_model, _ = load_scorer(base)
+    model, _ = load_model("scalar", model_dir)
+    base_model, _ = load_model("scalar", base)
     assert not torch.allclose(model.lm_head.weight, base_model.lm_head.weight)
-    res = score([it["context"] for it in items[32:]], [it["response"] for it in items[32:]],
-                [it["principle"] for it in items[32:]], model, tk, max_length=128)
+    res = load_scorer("scalar", model_dir, max_length=128)(
+        [it["context"] for it in items[32:]], [it["response"] for it in items[32:]], [it["principle"] for it in items[32:]])
     labels = [it["label"] for it in items[32:]]
     assert sum((s > 0) == (lab == "Yes") for s, lab in zip(res.scores, labels)) / len(labels) == pytest.approx(
         log["extra"]["eval_accuracy"])
