@@ -1,5 +1,7 @@
-# make repro : create .venv if needed, then run the whole pipeline (dvc repro) on params.yaml
-# make test  : create .venv if needed, then run the test suite
+# make repro     : create .venv if needed, then run the whole pipeline (dvc repro) on params.yaml
+# make test      : create .venv if needed, then run the test suite (all of it)
+# make test-fast : the tests not marked slow (no pipeline notebook, no training run over a few seconds)
+# make sync      : rewrite the notebooks' parameters cells (the key list of each params.yaml section)
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -7,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv test repro check sync clean-outputs
+.PHONY: venv test test-fast repro check sync clean-outputs
 
 venv: $(STAMP)
 
@@ -20,6 +22,9 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
 
 repro: venv
 	$(BIN)/python -m rlbff_lib.core.stage check

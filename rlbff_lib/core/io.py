@@ -14,7 +14,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Hashable, Iterable, Iterator
+
+import yaml
 
 
 class DataError(ValueError):
@@ -37,6 +39,21 @@ def _check_writable(path: Path) -> None:
         raise OutputError(f"cannot create output folder {path.parent}: {e.strerror or e}") from None
     if not os.access(path.parent, os.W_OK):
         raise OutputError(f"output folder {path.parent} is not writable")
+
+
+def check_writable(paths: Iterable[str | os.PathLike]) -> None:
+    """Before any work: each output path (a file, or a folder) can be written, i.e. the folder it goes in (the
+    path itself when it is a folder) or, where that does not exist yet, its nearest existing ancestor is a
+    writable folder. Creates nothing; raises :class:`OutputError` naming the first that cannot."""
+    for path in map(Path, paths):
+        folder = path if path.is_dir() else path.parent
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise OutputError(f"cannot create output folder {folder}: {probe} is not a folder (output {path})")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise OutputError(f"output folder {probe} is not writable (output {path})")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -93,10 +110,27 @@ def append_jsonl(path: str | os.PathLike, row: dict, fsync: bool = True) -> None
             os.fsync(f.fileno())
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def decode_utf8(raw: bytes, path: str | os.PathLike, line: int = 1) -> str:
+    """``raw`` (a file's bytes, or its line number ``line``) as text; a byte that is not UTF-8 raises
+    :class:`DataError` naming the file, its line and column."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line += raw.count(b"\n", 0, e.start)
+        column = e.start - raw.rfind(b"\n", 0, e.start)
+        raise DataError(path, f"not UTF-8: byte 0x{raw[e.start]:02x} at column {column}", line=line) from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A whole UTF-8 text file (:func:`decode_utf8`); a missing file raises :class:`DataError`."""
+    try:
+        return decode_utf8(Path(path).read_bytes(), path)
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
 
 
 def read_jsonl(path: str | os.PathLike, validate: Callable[[dict, int], None] | None = None) -> list[dict]:
@@ -113,8 +147,9 @@ def iter_jsonl(path: str | os.PathLike, validate: Callable[[dict, int], None] | 
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
-    with _open_text(path) as f:
-        for i, line in enumerate(f, 1):
+    with _open_bytes(path) as f:
+        for i, raw in enumerate(f, 1):
+            line = decode_utf8(raw, path, i)
             if not line.strip():
                 continue
             try:
@@ -157,6 +192,46 @@ def read_jsonl_tolerant(path: str | os.PathLike) -> tuple[list[dict], list[int]]
             else:
                 bad.append(i)
     return rows, bad
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a mapping that repeats a key is an error (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, Hashable) and key in seen:
+                raise _DuplicateKey(key, line, seen[key])
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, line: int, first: int):
+        super().__init__(key, line, first)
+        self.key, self.line, self.first = key, line, first
+
+
+def load_yaml(text: str, path: str | os.PathLike = "<yaml>") -> Any:
+    """YAML ``text`` (safe loader) in which no mapping repeats a key; a duplicate key or a syntax error
+    raises :class:`DataError` naming ``path``, the line and the key."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as e:
+        raise DataError(path, f"duplicate key (first at line {e.first})", line=e.line, field=str(e.key)) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise DataError(path, f"invalid YAML: {problem}", line=mark.line + 1 if mark else None) from None
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """A YAML file through :func:`load_yaml` (UTF-8 checked by :func:`read_text`)."""
+    return load_yaml(read_text(path), path)
 
 
 def stable_hash(*parts: Any) -> str:

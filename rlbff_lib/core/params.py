@@ -30,6 +30,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from rlbff_lib.core.io import DataError, read_yaml
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ("smoke", "full", "rehearsal")
 # profile -> the overlays merged over params.yaml, in order: the rehearsal is the full profile with the
@@ -163,12 +165,14 @@ def deep_merge(base: dict, over: dict) -> dict:
 def read_raw(path: str | Path = REPO_ROOT / "params.yaml") -> dict:
     """``params.yaml`` as a dict, with ``profiles/<profile>.yaml`` merged over it."""
     path = Path(path)
+    if not path.is_file():
+        raise ParamError(f"{path}: file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ParamError(f"{path}: file not found") from None
-    except yaml.YAMLError as e:
-        raise ParamError(f"{path}: invalid YAML: {e}") from None
+        raw = read_yaml(path)  # a repeated key is an error, not the last one silently winning
+    except DataError as e:
+        raise ParamError(str(e)) from None
+    if raw is None:
+        raise ParamError(f"{path}: empty; it needs at least `profile: smoke` (then every section takes its defaults)")
     if not isinstance(raw, dict):
         raise ParamError(f"{path}: expected a mapping at top level")
     profile = raw.get("profile", "smoke")
@@ -176,10 +180,12 @@ def read_raw(path: str | Path = REPO_ROOT / "params.yaml") -> dict:
         raise ParamError(f"{path}: profile: must be one of {list(PROFILES)}, got {profile!r}")
     for name in PROFILE_OVERLAYS[profile]:
         overlay_path = path.parent / "profiles" / f"{name}.yaml"
+        if not overlay_path.is_file():
+            raise ParamError(f"{overlay_path}: profile file not found (profile: {profile})")
         try:
-            overlay = yaml.safe_load(overlay_path.read_text()) or {}
-        except FileNotFoundError:
-            raise ParamError(f"{overlay_path}: profile file not found (profile: {profile})") from None
+            overlay = read_yaml(overlay_path) or {}
+        except DataError as e:
+            raise ParamError(str(e)) from None
         raw = deep_merge(raw, overlay)
     return raw
 

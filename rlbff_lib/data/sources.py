@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlbff_lib.core.io import DataError, iter_jsonl, stable_hash
+from rlbff_lib.core.io import DataError, iter_jsonl, read_text, stable_hash
 
 DOMAINS = ("general", "stem", "code", "multilingual")
 ROLES = ("system", "user", "assistant")
@@ -73,8 +73,8 @@ def _check_context(context, where) -> None:
 
 def validate_feedback_record(rec: dict, where: tuple) -> None:
     """Check one HelpSteer3-Feedback record; ``where`` is (file, line) for the message."""
-    for key in ("domain", "language", "context", "response1", "response2"):
-        if key not in rec:
+    for key in ("domain", "language", "context", "response1", "response2", "feedback1", "feedback2"):
+        if key not in rec:  # feedback1/2: [] when an annotator wrote none, never absent (HelpSteer3's schema)
             _fail(where, "missing field", key)
     if rec["domain"] not in DOMAINS:
         _fail(where, f"must be one of {list(DOMAINS)}, got {rec['domain']!r}", "domain")
@@ -85,7 +85,7 @@ def validate_feedback_record(rec: dict, where: tuple) -> None:
         if not isinstance(rec[key], str):
             _fail(where, f"must be a string, got {type(rec[key]).__name__}", key)
     for key in ("feedback1", "feedback2"):
-        fb = rec.get(key, [])
+        fb = rec[key]
         if not isinstance(fb, list) or len(fb) > 3 or not all(isinstance(t, str) for t in fb):
             _fail(where, "must be a list of at most 3 strings", key)
     if rec.get("overall_preference") is not None:
@@ -132,7 +132,7 @@ def _iter_file(path: Path):
             yield i + 1, rec
     elif name.endswith(".json"):
         try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
+            obj = json.loads(read_text(path))
         except json.JSONDecodeError as e:
             raise DataError(path, f"invalid JSON ({e.msg})", line=e.lineno) from None
         rows = obj if isinstance(obj, list) else [obj]
@@ -168,11 +168,11 @@ def read_feedback_files(path: str | Path, limit: int | None = None) -> list[dict
             rec = {k: v for k, v in rec.items() if not k.startswith("_")}
             validate_feedback_record(rec, (f, line))
             rec.setdefault("id", record_id(rec))
-            rec.setdefault("feedback1", [])
-            rec.setdefault("feedback2", [])
             out.append(rec)
             if limit and len(out) >= limit:
                 return out
+    if not out:
+        raise DataError(path, "no feedback records (empty file)")
     return out
 
 
@@ -186,6 +186,8 @@ def read_principle_files(path: str | Path, limit: int | None = None) -> list[dic
             out.append(rec)
             if limit and len(out) >= limit:
                 return out
+    if not out:
+        raise DataError(path, "no principle records (empty file)")
     return out
 
 

@@ -87,7 +87,6 @@ def score_survivors(survivors: list[dict], participants: dict[tuple, set], emb: 
     """``cand_id -> consensus score`` of the given survivors of filters 0-3 (module doc), and counts of
     the edge cases. -1.0: some other participant has no principle left; 1.0: no other participant
     and ``min_annotators`` is 1; ``None`` (never kept): fewer than ``min_annotators`` participants."""
-    import numpy as np
 
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for c in survivors:
@@ -107,6 +106,7 @@ def score_survivors(survivors: list[dict], participants: dict[tuple, set], emb: 
         stats["responses_with_silent_participant"] += bool(silent)
         names = [c["principle"] for c in group]
         sims = emb.similarity(names, names)
+        best = {b: sims[:, idx].max(axis=1) for b, idx in by_annot.items()}  # best match in b's principles
         for i, c in enumerate(group):
             others = [b for b in people if b != c["annotator"]]
             if not others:
@@ -114,7 +114,7 @@ def score_survivors(survivors: list[dict], participants: dict[tuple, set], emb: 
             elif any(b in silent for b in others):
                 scores[c["cand_id"]] = -1.0
             else:  # cosine of float32 unit vectors: clipped to [-1, 1], rounded (stable across BLAS builds)
-                score = float(min(np.max(sims[i, by_annot[b]]) for b in others))
+                score = float(min(best[b][i] for b in others))
                 scores[c["cand_id"]] = round(min(1.0, max(-1.0, score)), 6)
     return scores, dict(stats)
 

@@ -98,86 +98,111 @@ class BenchConfig:
 
 # ---------------------------------------------------------------- 1. merge into items
 
-def _components(adjacent) -> list[list[int]]:
-    """Connected components of a boolean adjacency matrix [n, n], each sorted, in order of first member."""
-    import numpy as np
+def majority(group: list[dict]) -> tuple[str | None, dict]:
+    """The majority label over annotators (each annotator's own majority is one vote; an annotator
+    split evenly abstains); None on a tie. Returns (label, votes)."""
+    per_annot: dict[Any, dict[str, int]] = {}
+    for c in group:
+        counts = per_annot.setdefault(c["annotator"], {})
+        counts[c["fulfillment"]] = counts.get(c["fulfillment"], 0) + 1
+    votes: dict[str, int] = {}
+    for counts in per_annot.values():
+        top = _unique_max(counts)
+        if top is not None:
+            votes[top] = votes.get(top, 0) + 1
+    return _unique_max(votes), votes
 
-    seen, out = [False] * len(adjacent), []
-    for i in range(len(adjacent)):
-        if seen[i]:
+
+def _unique_max(counts: dict[str, int]) -> str | None:
+    if len(counts) == 1:
+        return next(iter(counts))
+    best = max(counts.values(), default=0)
+    tops = [k for k, v in counts.items() if v == best]
+    return tops[0] if len(tops) == 1 else None
+
+
+class Merger:
+    """The merge of a set of candidates, and of any subset of it (threshold sweeps, ablations): each
+    response's links (same key, or cosine > ``threshold`` for ``method: meaning``) computed once.
+
+    ``emb`` (:class:`rlbff_lib.principles.consensus.Embeddings` holding every candidate's principle)
+    is needed for ``method: meaning``; without it identical strings only are merged.
+    """
+
+    def __init__(self, cands: list[dict], emb=None, cfg: MergeConfig | None = None):
+        import numpy as np
+
+        self.cfg = cfg or MergeConfig()
+        by_response: dict[tuple, list[dict]] = defaultdict(list)
+        for c in cands:
+            by_response[(c["record_id"], c["response"])].append(c)
+        self.responses = []  # (record_id, response, candidates, key ids, neighbours of each)
+        for (rid, resp), group in by_response.items():
+            key_ids = {k: i for i, k in enumerate(dict.fromkeys(c["key"] for c in group))}
+            kid = [key_ids[c["key"]] for c in group]
+            linked = np.equal.outer(kid, kid)
+            if self.cfg.method == "meaning" and emb is not None and len(key_ids) > 1:
+                names = [c["principle"] for c in group]
+                linked |= emb.similarity(names, names) > self.cfg.threshold
+            neighbours = [set(np.flatnonzero(row).tolist()) for row in linked]
+            self.responses.append((rid, resp, group, kid, neighbours))
+
+    def groups(self, keep=None) -> tuple[list[dict], dict]:
+        """Per (record, response), the groups of the candidates with ``keep(c)`` (all by default) that
+        are one item: the connected components of the links, each ``{"record_id", "response_index",
+        "principle" (its most frequent string), "key", "label", "votes", "members"}``; ties dropped.
+        Returns (groups, stats: candidates, groups, items, label_ties, merged_groups (groups of several
+        distinct principles), merged_principles (distinct principles folded into another))."""
+        out, stats = [], Counter()
+        for rid, resp, group, kid, neighbours in self.responses:
+            alive = {i for i, c in enumerate(group) if keep is None or keep(c)}
+            stats["candidates"] += len(alive)
+            for comp in _components(alive, neighbours):
+                members = [group[i] for i in comp]
+                distinct = len({kid[i] for i in comp})
+                stats["groups"] += 1
+                stats["merged_groups"] += distinct > 1
+                stats["merged_principles"] += distinct - 1
+                label, votes = majority(members)
+                if label is None:
+                    stats["label_ties"] += 1
+                    continue
+                counts: dict[str, int] = {}
+                for c in members:
+                    counts[c["principle"]] = counts.get(c["principle"], 0) + 1
+                surface = min(counts, key=lambda p: (-counts[p], p))
+                out.append({"record_id": rid, "response_index": resp, "principle": surface,
+                            "key": next(c["key"] for c in members if c["principle"] == surface), "label": label,
+                            "votes": votes, "members": members})
+        stats["items"] = len(out)
+        cfg = self.cfg
+        return out, {"method": cfg.method, "threshold": cfg.threshold if cfg.method == "meaning" else None,
+                     **{k: stats.get(k, 0) for k in ("candidates", "groups", "items", "label_ties", "merged_groups",
+                                                     "merged_principles")}}
+
+
+def _components(alive: set[int], neighbours: list[set[int]]) -> list[list[int]]:
+    """Connected components among ``alive`` nodes, each sorted, in order of first member."""
+    seen, out = set(), []
+    for i in sorted(alive):
+        if i in seen:
             continue
-        seen[i], comp, stack = True, [], [i]
+        seen.add(i)
+        comp, stack = [], [i]
         while stack:
             j = stack.pop()
             comp.append(j)
-            for k in np.flatnonzero(adjacent[j]):
-                if not seen[k]:
-                    seen[k] = True
-                    stack.append(int(k))
+            for k in neighbours[j]:
+                if k in alive and k not in seen:
+                    seen.add(k)
+                    stack.append(k)
         out.append(sorted(comp))
     return out
 
 
-def majority(group: list[dict]) -> tuple[str | None, dict]:
-    """The majority label over annotators (each annotator's own majority is one vote; an annotator
-    split evenly abstains); None on a tie. Returns (label, votes)."""
-    per_annot: dict[Any, list[str]] = defaultdict(list)
-    for c in group:
-        per_annot[c["annotator"]].append(c["fulfillment"])
-    votes = Counter()
-    for labels in per_annot.values():
-        (top, n), *rest = Counter(labels).most_common(2)
-        if not rest or rest[0][1] < n:
-            votes[top] += 1
-    ranked = votes.most_common(2)
-    if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
-        return None, dict(votes)
-    return ranked[0][0], dict(votes)
-
-
 def merge_groups(cands: list[dict], emb=None, cfg: MergeConfig | None = None) -> tuple[list[dict], dict]:
-    """The merge without building items: per (record, response), the groups of candidates that are one
-    item, each ``{"record_id", "response_index", "principle" (its most frequent string), "key",
-    "label", "votes", "members"}``, ties dropped.
-
-    ``emb`` (:class:`rlbff_lib.principles.consensus.Embeddings` holding every candidate's principle)
-    is needed for ``method: meaning``; without it identical strings only are merged. Returns
-    (groups, stats: candidates, groups, items, label_ties, merged_groups (groups of several distinct
-    principles), merged_principles (distinct principles folded into another)).
-    """
-    import numpy as np
-
-    cfg = cfg or MergeConfig()
-    by_response: dict[tuple, list[dict]] = defaultdict(list)
-    for c in cands:
-        by_response[(c["record_id"], c["response"])].append(c)
-    out, stats = [], Counter(candidates=len(cands))
-    for (rid, resp), group in by_response.items():
-        key_ids = {k: i for i, k in enumerate(dict.fromkeys(c["key"] for c in group))}
-        kid = np.array([key_ids[c["key"]] for c in group])
-        adjacent = kid[:, None] == kid[None, :]
-        if cfg.method == "meaning" and emb is not None and len(key_ids) > 1:
-            names = [c["principle"] for c in group]
-            adjacent |= emb.similarity(names, names) > cfg.threshold
-        for comp in _components(adjacent):
-            members = [group[i] for i in comp]
-            distinct = len({kid[i] for i in comp})
-            stats["groups"] += 1
-            stats["merged_groups"] += distinct > 1
-            stats["merged_principles"] += distinct - 1
-            label, votes = majority(members)
-            if label is None:
-                stats["label_ties"] += 1
-                continue
-            counts = Counter(c["principle"] for c in members)
-            surface = min(counts, key=lambda p: (-counts[p], p))
-            out.append({"record_id": rid, "response_index": resp, "principle": surface,
-                        "key": next(c["key"] for c in members if c["principle"] == surface), "label": label,
-                        "votes": votes, "members": members})
-    stats["items"] = len(out)
-    return out, {"method": cfg.method, "threshold": cfg.threshold if cfg.method == "meaning" else None,
-                 **{k: stats.get(k, 0) for k in ("candidates", "groups", "items", "label_ties", "merged_groups",
-                                                 "merged_principles")}}
+    """The merge without building items: :meth:`Merger.groups` of ``cands``."""
+    return Merger(cands, emb, cfg).groups()
 
 
 def merge_candidates(cands: list[dict], records: dict[Any, dict], emb=None,

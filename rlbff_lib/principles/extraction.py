@@ -215,9 +215,10 @@ def validate_record(path: str | os.PathLike, rec: dict, line: int) -> None:
         raise DataError(path, "must be a list of chat messages", line=line, field="context")
     if "id" in rec and (isinstance(rec["id"], bool) or not isinstance(rec["id"], (str, int))):
         raise DataError(path, f"must be a string or an integer, got {rec['id']!r}", line=line, field="id")
-    for key in ("feedback1", "feedback2"):
-        texts = rec.get(key, [])
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+    for key in ("feedback1", "feedback2"):  # [] when an annotator wrote none, never absent (HelpSteer3's schema)
+        if key not in rec:
+            raise DataError(path, "missing field", line=line, field=key)
+        if not isinstance(rec[key], list) or not all(isinstance(t, str) for t in rec[key]):
             raise DataError(path, "must be a list of strings", line=line, field=key)
 
 
@@ -889,7 +890,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         if cfg.backend == "openai":
             api_key(cfg.api_key_env, "--api-key-env")  # fail before reading anything when the key is missing
-        items = feedback_items(read_feedback_jsonl(args.input))
+        records = read_feedback_jsonl(args.input)
+        if not records:
+            raise DataError(args.input, "no feedback records (empty file)")
+        items = feedback_items(records)
         rows, summary = run_extraction(items, cfg, args.cache, progress=make_progress())
     except (ValueError, DataError, EndpointError) as e:
         print(f"error: {e}", file=sys.stderr)

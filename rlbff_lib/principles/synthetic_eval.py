@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from rlbff_lib.principles.consensus import ConsensusConfig, Embeddings, score_survivors
-from rlbff_lib.principles.datasets import MergeConfig, merge_groups
+from rlbff_lib.principles.datasets import MergeConfig, Merger, merge_groups
 from rlbff_lib.principles.filters import FILTER_STEPS
 
 FUNNEL = ("valid", *FILTER_STEPS, "consensus")
@@ -227,20 +227,22 @@ def ablation(cands: list[dict], participants: dict, emb: Embeddings, consensus: 
     (the consensus scores recomputed on that step's survivors)."""
     valid = [c for c in cands if c["fate"] != "valid"]
     emb.add([c["principle"] for c in valid])
+    other = MergeConfig(method="string" if merge.method == "meaning" else "meaning", threshold=merge.threshold)
+    mergers = {merge.method: Merger(valid, emb, merge), other.method: Merger(valid, emb, other)}
 
-    def run(off: tuple[str, ...] = (), use_consensus: bool = True, merge_cfg: MergeConfig = merge) -> dict:
+    def run(off: tuple[str, ...] = (), use_consensus: bool = True, method: str = merge.method) -> dict:
         surv = [c for c in valid if not set(c.get("fails", ())) - set(off)]
         if use_consensus:
             scores, _ = score_survivors(surv, participants, emb, consensus.min_annotators)
             surv = [c for c in surv if scores[c["cand_id"]] is not None and scores[c["cand_id"]] > consensus.threshold]
-        items, stats = merge_groups(surv, emb, merge_cfg)
+        ids = {c["cand_id"] for c in surv}
+        items, stats = mergers[method].groups(lambda c: c["cand_id"] in ids)
         a = accuracy(items, tidx, mapping)
         return {"principles": len(surv), "items": len(items), "accuracy": a["accuracy"], "label_ties": stats["label_ties"]}
 
-    other = MergeConfig(method="string" if merge.method == "meaning" else "meaning", threshold=merge.threshold)
     return {"as_configured": run(), "without_evidence_filter": run(("evidence",)),
             "without_helpfulness_filter": run(("helpfulness",)), "without_partially_filter": run(("partially",)),
-            "without_consensus": run(use_consensus=False), f"{other.method}_merge": run(merge_cfg=other)}
+            "without_consensus": run(use_consensus=False), f"{other.method}_merge": run(method=other.method)}
 
 
 def evaluate_synthetic(cands: list[dict], items: list[dict], participants: dict, tidx: dict,

@@ -38,7 +38,7 @@ from rlbff_lib.models.embed import EmbedderConfig
 from rlbff_lib.principles.consensus import (ConsensusConfig, Embeddings, apply_consensus, consensus_kept,
                                             consensus_scores, participants_by_response)
 from rlbff_lib.principles.datasets import (SPLITS, BenchConfig, MergeConfig, SplitConfig, build_datasets,
-                                           label_balance, merge_candidates, merge_groups, released_items)
+                                           Merger, label_balance, merge_candidates, released_items)
 from rlbff_lib.principles.extraction import ExtractionConfig
 from rlbff_lib.principles.filters import FILTER_STEPS, FilterConfig, apply_filters, candidates_from_rows
 from rlbff_lib.principles.synthetic_eval import EvaluationConfig, accuracy, as_items
@@ -261,10 +261,10 @@ def sweep(survivors: list[dict], thresholds, emb: Embeddings, merge: MergeConfig
     ``survivors`` are the candidates that passed filters 0-3 with their consensus scores, so each
     threshold costs one comparison per principle and one merge.
     """
-    out = {}
+    out, merger = {}, Merger(survivors, emb, merge)
     for t in thresholds:
         kept = [c for c in survivors if consensus_kept(c, t)]
-        its, stats = merge_groups(kept, emb, merge)
+        its, stats = merger.groups(lambda c: consensus_kept(c, t))
         row = {"principles": len(kept), "items": len(its), "label_ties": stats["label_ties"]}
         if tidx is not None and mapping is not None:
             row["accuracy"] = accuracy(its, tidx, mapping)["accuracy"]

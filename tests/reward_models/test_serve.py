@@ -155,6 +155,7 @@ def test_grpo_steps_against_the_served_scalar_reward(rm_dirs, tok, tmp_path):
 
 def test_serve_subprocess_gives_a_url_for_score_url(rm_dirs):
     from rlbff_lib.reward_models.serve import serve_subprocess
+    from rlbff_lib.training.slurm import wait_healthy
 
     convs, resps, prins = inputs(5, seed=6)
     expected = load_scorer("scalar", rm_dirs["scalar"], max_length=256)(convs, resps, prins).scores
@@ -162,7 +163,7 @@ def test_serve_subprocess_gives_a_url_for_score_url(rm_dirs):
         assert url.startswith("http://127.0.0.1:")
         assert ServedScorer(url)(convs, resps, prins).scores == pytest.approx(expected, abs=1e-5)
     with pytest.raises(RuntimeError, match="no healthy answer"):   # stopped on exit
-        __import__("rlbff_lib.training.slurm", fromlist=["x"]).wait_healthy(url + "/health", 0, 0.1)
-    with pytest.raises(FileNotFoundError, match="scoring service: .* no config.json"):
+        wait_healthy(url + "/health", 0, 0.1)
+    with pytest.raises(FileNotFoundError, match="scoring service: .* is not a model folder"):
         with serve_subprocess("bt", rm_dirs["scalar"].parent / "nope"):
             pass
