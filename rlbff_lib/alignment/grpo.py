@@ -376,11 +376,11 @@ def judge_principle_score(client: ChatClient, context: Sequence[dict], response:
     one token; score = log P(Yes) − log P(No) from its ``top_logprobs`` (``mode`` logprobs) or ±1
     from the written answer. prompt ``genrm``: the GenRM's chat (a ``principle`` message), which
     reasons then writes ``Final Judgement: Yes|No``; score = log P(" Yes") − log P(" No") at the
-    judgement token, −50 when no judgement is written or neither answer is among the alternatives
-    (the GenRM card's convention).
+    generated token before EOS, 0.0 when "Final Judgement:" is missing or either answer is not among
+    the alternatives (NVIDIA's RLHF environment, :func:`rlbff_lib.reward_models.genrm.rlhf_judge_reward`).
     """
     if prompt == "genrm":
-        from rlbff_lib.reward_models.genrm import MARKER, MISSING_REWARD, genrm_messages, parse_judgement
+        from rlbff_lib.reward_models.genrm import MISSING_REWARD, genrm_messages, parse_judgement, rlhf_judge_reward
 
         try:
             out = client.complete(genrm_messages(list(context), response, principle), max_tokens=max_new_tokens,
@@ -389,9 +389,7 @@ def judge_principle_score(client: ChatClient, context: Sequence[dict], response:
             log(f"judge: request failed: {e}")
             return None
         if mode == "logprobs" and out["tokens"]:
-            token = judgement_token(out["tokens"], MARKER)
-            score = yes_no_from_logprobs(token["top"]) if token else None
-            return MISSING_REWARD if score is None else max(MISSING_REWARD, min(-MISSING_REWARD, score))
+            return rlhf_judge_reward(out["content"], out["tokens"], out["finish_reason"])
         label = parse_judgement(out["content"] or "")
         return MISSING_REWARD if label is None else (1.0 if label == "Yes" else -1.0)
     from rlbff_lib.reward_models.prompt import rm_messages

@@ -36,6 +36,16 @@ def _get(params: dict, dotted: str, default: Any = None) -> Any:
     return node
 
 
+def looks_like_hub_name(name: str, root: str | Path = ".") -> bool:
+    """Whether ``name`` (not found locally) reads as a hub repository ``org/name`` rather than a local path: one
+    slash, no leading ``.``, ``/`` or ``~``, and its first part is not a folder under ``root`` (``models/nope``
+    is a local path that does not exist, not the hub's organisation ``models``)."""
+    text = str(name)
+    parts = text.split("/")
+    return (len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~")) and "\\" not in text
+            and not (Path(root) / parts[0]).is_dir())
+
+
 def check_hub_repo(name: str, param: str, repo_type: str = "model", timeout_s: float = 10.0,
                    root: str | Path = ".") -> str:
     """A local folder (relative paths: under ``root``), or a hub repository reachable now (or cached, when
@@ -50,8 +60,8 @@ def check_hub_repo(name: str, param: str, repo_type: str = "model", timeout_s: f
                 and not (path / "tokenizer_config.json").exists() and not (path / "modules.json").exists():
             raise PreflightError(f"{param}: {name} is a folder without a model (no config.json)")
         return "local"
-    if name.startswith((".", "/", "~")) or name.count("/") != 1:
-        raise PreflightError(f"{param}: {name!r} is neither a local folder nor a hub name (org/name)")
+    if not looks_like_hub_name(name, root):
+        raise PreflightError(f"{param}: {name!r} is neither a local folder nor a hub name (org/name): no such folder")
     if os.environ.get("HF_HUB_OFFLINE") == "1" or (repo_type == "dataset" and os.environ.get("HF_DATASETS_OFFLINE") == "1"):
         from huggingface_hub import scan_cache_dir
 
@@ -118,6 +128,13 @@ def preflight(stage: str, params: dict, root: str | Path = ".") -> list[str]:
     """Check what ``stage`` needs from the merged raw ``params`` (see the module docstring), relative paths under
     ``root``; returns the checks that passed, as ``param: how``. Raises :class:`PreflightError` at the first that
     fails."""
+    from rlbff_lib.core.io import OutputError, check_writable
+    from rlbff_lib.core.stage import pipeline_outs
+
+    try:  # an unwritable output folder is named now, not after the work
+        check_writable(pipeline_outs(root, stage))
+    except OutputError as e:
+        raise PreflightError(f"{stage}: {e}") from None
     done: list[str] = []
 
     def hub(dotted: str, repo_type: str = "model") -> None:
@@ -147,6 +164,12 @@ def preflight(stage: str, params: dict, root: str | Path = ".") -> list[str]:
         gpus("reward_models")
         if _get(params, "reward_models.genrm.grpo.use_vllm") and "genrm" in (_get(params, "reward_models.train") or []):
             check_vllm("reward_models.genrm.grpo.use_vllm")
+    elif stage == "rm_eval":
+        for name, model in (_get(params, "rm_eval.models") or {}).items():
+            path = model.get("path") if isinstance(model, dict) else None
+            if isinstance(path, str) and not (Path(root) / path).exists():
+                raise PreflightError(f"rm_eval.models.{name}.path: {path}: no such model folder "
+                                     "(run the `reward_models` stage first, or fix the path)")
     elif stage == "alignment":
         gpus("alignment")
         if _get(params, "alignment.grpo.use_vllm"):

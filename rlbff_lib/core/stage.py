@@ -98,15 +98,17 @@ class Outputs:
         return f"Outputs({str(self.root)!r})"
 
 
-def pipeline_outs(root: str | Path) -> list[Path]:
-    """Every output path that ``dvc.yaml`` under ``root`` declares (outs, metrics, plots)."""
+def pipeline_outs(root: str | Path, stage_name: str | None = None) -> list[Path]:
+    """Every output path that ``dvc.yaml`` under ``root`` declares (outs, metrics, plots); of one stage when named."""
     import yaml
 
     path = Path(root) / "dvc.yaml"
     if not path.exists():
         return []
     outs = []
-    for stage in (yaml.safe_load(path.read_text()) or {}).get("stages", {}).values():
+    for name, stage in (yaml.safe_load(path.read_text()) or {}).get("stages", {}).items():
+        if stage_name is not None and name != stage_name:
+            continue
         for kind in ("outs", "metrics", "plots"):
             for entry in stage.get(kind, []) or []:
                 outs.append(Path(root) / (next(iter(entry)) if isinstance(entry, dict) else entry))
@@ -316,6 +318,14 @@ def main(argv: list[str] | None = None) -> int:
     except ParamError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # the notebook raised: its one-line reason here, the traceback in the failed notebook
+        from papermill.exceptions import PapermillExecutionError
+
+        if not isinstance(e, PapermillExecutionError):
+            raise
+        print(f"error: stage {args.name}: {e.ename}: {e.evalue} (traceback in outputs/notebooks/"
+              f"{args.name}.failed.ipynb, cell {e.exec_count})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -167,10 +167,27 @@ def base_model(role: str, assets_dir: str | Path = "models/assets") -> str:
     return roles[role]
 
 
+def check_model_dir(path: str | Path, param: str | None = None, need: str | None = "config.json") -> None:
+    """One line instead of a hub lookup's long traceback: raise ``FileNotFoundError`` naming ``param`` (the
+    parameter or option that gave it) and ``path`` when ``path`` is a local path that does not exist, or a
+    folder without ``need``. A hub name (:func:`rlbff_lib.core.preflight.looks_like_hub_name`) is left to the hub."""
+    from rlbff_lib.core.preflight import looks_like_hub_name
+
+    where = f"{param}: " if param else ""
+    p = Path(path).expanduser()
+    if p.exists():
+        if need and p.is_dir() and not (p / need).exists():
+            raise FileNotFoundError(f"{where}{path}: not a model folder (no {need})")
+        return
+    if not looks_like_hub_name(str(path)):
+        raise FileNotFoundError(f"{where}{path}: no such model folder")
+
+
 def load_causal_lm(name_or_path: str | Path, dtype=None, device=None):
     """Load a causal LM from safetensors (no remote code), on ``device`` in ``dtype``."""
     from transformers import AutoModelForCausalLM
 
+    check_model_dir(name_or_path)
     dev, dt = device_and_dtype()
     model = AutoModelForCausalLM.from_pretrained(
         str(name_or_path),

@@ -175,6 +175,9 @@ def load_tokenizer(name_or_path: str | Path):
     """Load a tokenizer (local folder or hub name); never runs remote code."""
     from transformers import AutoTokenizer
 
+    from rlbff_lib.models.lm import check_model_dir
+
+    check_model_dir(name_or_path, need=None)
     tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=False)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Literal
 
 from rlbff_lib.core.cache import JsonlCache
 from rlbff_lib.core.http import ChatClient, EndpointConfig, EndpointError, RequestFailed, api_key
-from rlbff_lib.core.io import DataError, read_jsonl, stable_hash, write_jsonl
+from rlbff_lib.core.io import DataError, OutputError, check_writable, read_jsonl, stable_hash, write_jsonl
 from rlbff_lib.core.progress import quiet_mode
 
 log = logging.getLogger("rlbff.extraction")
@@ -890,12 +890,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         if cfg.backend == "openai":
             api_key(cfg.api_key_env, "--api-key-env")  # fail before reading anything when the key is missing
+        check_writable([args.out, args.cache])  # named now, not after every request
         records = read_feedback_jsonl(args.input)
         if not records:
             raise DataError(args.input, "no feedback records (empty file)")
         items = feedback_items(records)
         rows, summary = run_extraction(items, cfg, args.cache, progress=make_progress())
-    except (ValueError, DataError, EndpointError) as e:
+    except (ValueError, DataError, EndpointError, OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     write_jsonl(args.out, rows)

@@ -197,20 +197,6 @@ class Scorer:
             torch.cuda.empty_cache()
 
 
-def check_model_dir(path: str | Path) -> None:
-    """A clear one-line error for a model folder that is not there (instead of a hub lookup's traceback).
-
-    ``org/name`` (one slash, not existing locally) is left to the hub."""
-    p = Path(path).expanduser()
-    if p.exists():
-        if p.is_dir() and not (p / "config.json").exists():
-            raise FileNotFoundError(f"{path}: not a model folder (no config.json)")
-        return
-    text = str(path)
-    if text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise FileNotFoundError(f"{path}: no such model folder")
-
-
 def load_model(kind: str, path: str | Path, device_map: str | None = None):
     """(model in eval mode, tokenizer) of a ``kind`` reward model folder or hub name.
 
@@ -220,12 +206,12 @@ def load_model(kind: str, path: str | Path, device_map: str | None = None):
     """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from rlbff_lib.models.lm import attn_implementation, device_and_dtype
+    from rlbff_lib.models.lm import attn_implementation, check_model_dir, device_and_dtype
     from rlbff_lib.models.tokenizer import load_tokenizer
 
     if kind not in KINDS:
         raise ValueError(f"kind: must be one of {list(KINDS)}, got {kind!r}")
-    check_model_dir(path)
+    check_model_dir(path)  # one line naming the path, not a hub lookup's traceback
     device, dtype = device_and_dtype()
     cls = AutoModelForSequenceClassification if kind == "bt" else AutoModelForCausalLM
     kwargs = {"device_map": device_map} if device_map else {}

@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import sys
 from pathlib import Path
 
-from rlbff_lib.core.io import DataError, iter_jsonl
+from rlbff_lib.core.io import DataError, check_writable, iter_jsonl, read_text
+from rlbff_lib.models.lm import check_model_dir
 
 # One torch thread on CPU: the smoke-sized models spend their time in many small kernels, where a
 # second OpenMP thread mostly waits (and on a busy shared machine spin-waits) for the first.
@@ -44,7 +44,9 @@ def read_inputs(path: str | Path, response_field: str | None = None) -> list[dic
     path = Path(path)
     if path.suffix == ".json":  # (line for errors, default id, record)
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = json.loads(read_text(path))  # a byte that is not UTF-8: DataError naming the line
+        except DataError:
+            raise
         except (OSError, ValueError) as e:
             raise DataError(path, f"cannot read JSON ({e})") from None
         if isinstance(raw, list):
@@ -105,6 +107,31 @@ def summary(rows: list[dict], principles: list[str], scores: list[list[float]], 
     return "\n".join(lines)
 
 
+def model_positions(model: str) -> int | None:
+    """The model's ``max_position_embeddings`` from its config alone (before the weights load); None if unknown."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model, trust_remote_code=False)
+    except (OSError, ValueError):
+        return None  # load_scorer names the problem
+    return getattr(config.get_text_config(), "max_position_embeddings", None)
+
+
+def check_principle_fits(tokenizer, principle: str, prompt_budget: int | None) -> None:
+    """Raise ``ValueError`` when the principle's turn (the RLBFF question, rendered) takes more than half of the
+    prompt window: the conversation and the response would be cut to make room for it."""
+    from rlbff_lib.reward_models.prompt import principle_turn, render_ids
+
+    if prompt_budget is None:
+        return
+    n = len(render_ids(tokenizer, [principle_turn(principle)], add_generation_prompt=True))
+    if n > prompt_budget // 2:
+        raise ValueError(f"--principle: {principle[:40]!r}... ({len(principle)} characters) takes {n} of the "
+                         f"{prompt_budget} prompt tokens; over half, it would push the response out of the window "
+                         "(shorten it, or raise --max-length)")
+
+
 def set_threads(threads: int | None) -> int:
     """torch's CPU threads: ``threads``, else :data:`DEFAULT_CPU_THREADS` on CPU (torch's own on a GPU machine)."""
     import torch
@@ -139,15 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(set(args.principle)) != len(args.principle):
         parser.error("--principle: each principle may be given once")
+    if not all(p.strip() for p in args.principle):
+        parser.error("--principle: empty; give the principle's text")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads: must be >= 1, got {args.threads}")
     try:
         rows = read_inputs(args.input, args.response_field)
+        if not rows:
+            raise DataError(args.input, "no records (empty file)")
         if args.output:  # an unwritable output is named before any model loads
-            folder = Path(args.output).resolve().parent
-            folder.mkdir(parents=True, exist_ok=True)
-            if not os.access(folder, os.W_OK):
-                raise DataError(args.output, "the output folder is not writable")
+            check_writable([args.output])
+        check_model_dir(args.model, "--model")
     except (DataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -157,15 +186,19 @@ def main(argv: list[str] | None = None) -> int:
 
     transformers.utils.logging.disable_progress_bar()
     set_threads(args.threads)
+    positions = model_positions(args.model)
+    if args.max_length and positions and positions < args.max_length:  # asked for more than the model can read
+        print(f"error: --max-length: {args.max_length} tokens exceed the model's {positions} positions "
+              f"(max_position_embeddings of {args.model})", file=sys.stderr)
+        return 2
     try:
         scorer = load_scorer(args.kind, args.model, args.max_length, args.batch_size, args.max_new_tokens,
                              args.device_map, show_progress=True)
+        if args.kind != "bt":  # the bt kind ignores the principle
+            for p in args.principle:
+                check_principle_fits(scorer.tokenizer, p, scorer.prompt_budget)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.max_length and scorer.max_length < args.max_length:  # asked for more than the model can read
-        print(f"error: --max-length: {args.max_length} tokens exceed the model's {scorer.max_length} positions "
-              f"(max_position_embeddings of {args.model})", file=sys.stderr)
         return 2
     columns, n_cut = [], 0
     with contextlib.redirect_stdout(sys.stderr):  # progress lines never mix with the table

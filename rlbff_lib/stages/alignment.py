@@ -205,8 +205,9 @@ def training_rows(cfg: AlignmentStageConfig) -> list[dict] | None:
 
 
 def _looks_like_hub_name(path: str) -> bool:
-    parts = str(path).split("/")
-    return len(parts) == 2 and all(parts) and not str(path).startswith((".", "/"))
+    from rlbff_lib.core.preflight import looks_like_hub_name
+
+    return looks_like_hub_name(path)
 
 
 def load_benchmarks(cfg: AlignmentStageConfig):
@@ -320,9 +321,10 @@ def evaluate_benchmarks(model_dir: str | Path, cfg: AlignmentStageConfig, judges
     (:func:`~rlbff_lib.evaluation.wildbench.make_wildbench_judges`)."""
     from rlbff_lib.evaluation.policy_bench import run_arena_hard, run_mtbench
     from rlbff_lib.evaluation.wildbench import run_wildbench
-    from rlbff_lib.reward_models.scoring import load_scorer
+    from rlbff_lib.models.lm import load_causal_lm
+    from rlbff_lib.models.tokenizer import load_tokenizer
 
-    model, tok = load_scorer(model_dir)
+    model, tok = load_causal_lm(model_dir).eval(), load_tokenizer(model_dir)
     return {"mt_bench": run_mtbench(model, tok, judges[0], mtbench, cfg.evaluation) if mtbench else None,
             "arena_hard": run_arena_hard(model, tok, judges[1], arena, cfg.evaluation) if arena else None,
             "wildbench": run_wildbench(model, tok, wildbench_judges, wildbench, cfg.evaluation, cfg.wildbench)

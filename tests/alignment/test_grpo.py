@@ -304,6 +304,7 @@ class FakeJudge:
                 if mode != "nojudgement":
                     tokens[-1]["top_logprobs"] = [{"token": " Yes", "logprob": -0.2 if yes else -2.2},
                                                   {"token": " No", "logprob": -1.9 if yes else -0.1}]
+                tokens.append({"token": "<|im_end|>", "logprob": -0.01, "top_logprobs": []})  # EOS last, as vLLM's engine
                 choice = {"index": 0, "finish_reason": "stop", "logprobs": {"content": tokens},
                           "message": {"role": "assistant", "content": "".join(pieces)}}
                 self._send(200, {"choices": [choice]})
@@ -359,7 +360,7 @@ def test_judge_reward_reads_logprobs_retries_and_keeps_the_key_secret(monkeypatc
         server.script = ["logprobs", "logprobs", "nojudgement", "logprobs"]
         g = genrm(prompts=[prompt] * 3, completions=[_completion(a) for a in answers],
                   principles=[["ends with a follow-up question"]] * 3)
-        assert g == pytest.approx([-0.2 + 1.9, -0.2 + 1.9, -50.0])   # the last writes no judgement
+        assert g == pytest.approx([-0.2 + 1.9, -0.2 + 1.9, 0.0])   # no judgement: 0.0 (NVIDIA's RLHF environment)
         sent = server.requests[-1]["payload"]
         assert sent["messages"][-1] == {"role": "principle", "content": "ends with a follow-up question"}
         assert sent["max_tokens"] == 64 and genrm.cfg.label.startswith("principle judge (genrm, genrm prompt")
