@@ -103,7 +103,7 @@ def test_non_utf8_in_a_json_input_names_its_line(tmp_path):
 
     path = tmp_path / "feedback.json"
     path.write_bytes(b'[\n  {"prompt": "q",\n   "response": "\x93quoted\x94"}\n]\n')
-    with pytest.raises(DataError, match=r"feedback.json, line 3: not UTF-8: byte 0x93 at column 18$"):
+    with pytest.raises(DataError, match=r"feedback.json, line 3: not UTF-8: byte 0x93 at column 17$"):
         read_inputs(path)
     with pytest.raises(DataError, match=r"feedback.json, line 3: not UTF-8"):
         read_feedback_files(path)
@@ -129,14 +129,18 @@ def test_check_writable_names_the_folder_and_creates_nothing(tmp_path, monkeypat
 def test_stage_preflight_names_an_unwritable_output_before_the_notebook(tmp_path):
     from rlbff_lib.core.preflight import PreflightError, preflight
 
+    from rlbff_lib.core.stage import pipeline_outs
+
     (tmp_path / "dvc.yaml").write_text((REPO_ROOT / "dvc.yaml").read_text())
     (tmp_path / "figures").write_text("not a folder")
     raw = read_raw(REPO_ROOT / "params.yaml")
+    outs = pipeline_outs(tmp_path, "data")
+    assert tmp_path / "metrics" / "data.json" in outs and tmp_path / "models" / "assets" not in outs
     with pytest.raises(PreflightError) as e:
-        preflight("data", raw, tmp_path)
+        preflight("data", raw, tmp_path, outs)
     assert one_line(str(e.value)).startswith(f"data: cannot create output folder {tmp_path}/figures")
     (tmp_path / "figures").unlink()
-    preflight("data", raw, tmp_path)
+    preflight("data", raw, tmp_path, outs)
 
 
 def test_extraction_command_names_an_unwritable_output_before_reading(tmp_path, capsys):
@@ -256,7 +260,7 @@ def test_a_principle_that_would_push_the_response_out_is_refused(model_2048, tmp
     out = tmp_path / "out.jsonl"
     assert score(["--model", str(model_2048), "--principle", long, "--input", str(inp), "--output", str(out)]) == 2
     err = one_line(capsys.readouterr().err)
-    assert err.startswith("error: --principle: 'is correct and is correct and is correct '... (10500 characters) "
+    assert err.startswith("error: --principle: 'is correct and is correct and is correct'... (10500 characters) "
                           "takes ") and "of the 2047 prompt tokens; over half" in err
     assert not out.exists()
     assert score(["--model", str(model_2048), "--principle", "is concise", "--input", str(inp), "--output", str(out)]) == 0

@@ -30,12 +30,16 @@ def test_requirements_are_exact_pins_including_torch_cpu():
 
 
 def test_pin_files_agree():
+    """requirements.txt and environment.yml pin what `make venv` installs: pyproject's runtime dependencies and its
+    `test` and `notebook` extras (the `gpu` extra is separate)."""
     req = _pins((ROOT / "requirements.txt").read_text().splitlines())
-    py = _pins(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    py = _pins(project["dependencies"] + extras["test"] + extras["notebook"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     conda = _pins(pip_section)
-    assert py == req, "pyproject.toml dependencies differ from requirements.txt"
+    assert py == req, "pyproject.toml dependencies + test + notebook extras differ from requirements.txt"
     assert conda == req, "environment.yml pip pins differ from requirements.txt"
 
 

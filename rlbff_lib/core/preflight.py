@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from rlbff_lib.core.params import REPO_ROOT, ParamError
 
@@ -124,15 +124,14 @@ def check_vllm(param: str) -> None:
         raise PreflightError(f"{param}: vLLM is not installed: pip install --constraint constraints.txt -e '.[gpu]'")
 
 
-def preflight(stage: str, params: dict, root: str | Path = ".") -> list[str]:
+def preflight(stage: str, params: dict, root: str | Path = ".", outputs: Sequence[str | Path] = ()) -> list[str]:
     """Check what ``stage`` needs from the merged raw ``params`` (see the module docstring), relative paths under
-    ``root``; returns the checks that passed, as ``param: how``. Raises :class:`PreflightError` at the first that
-    fails."""
+    ``root``, and that every path of ``outputs`` (the stage's outs in dvc.yaml) can be written; returns the checks
+    that passed, as ``param: how``. Raises :class:`PreflightError` at the first that fails."""
     from rlbff_lib.core.io import OutputError, check_writable
-    from rlbff_lib.core.stage import pipeline_outs
 
     try:  # an unwritable output folder is named now, not after the work
-        check_writable(pipeline_outs(root, stage))
+        check_writable(outputs)
     except OutputError as e:
         raise PreflightError(f"{stage}: {e}") from None
     done: list[str] = []

@@ -239,7 +239,8 @@ def run_stage(name: str, params_path: Path = REPO_ROOT / "params.yaml", output: 
     raw = read_raw(params_path)
     raw[name] = merge_overrides(cls, raw.get(name) or {}, section)
     with _environ(stage_env(params["profile"])):
-        preflight(name, raw, workdir)  # seconds: the hub, local paths, GPUs and vLLM the stage needs, naming the param
+        preflight(name, raw, workdir, pipeline_outs(workdir, name))  # seconds: the hub, local paths, GPUs, vLLM and
+        # writable output folders the stage needs, naming the param
     source = workdir / "notebooks" / f"{name}.ipynb"  # a queued `dvc exp` runs in a copy of the repository
     source = source if source.exists() else NOTEBOOKS / f"{name}.ipynb"
     output = output or workdir / "outputs" / "notebooks" / f"{name}.ipynb"

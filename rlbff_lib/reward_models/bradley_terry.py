@@ -22,6 +22,29 @@ Options from Secrets of RLHF Part II (reference §7), each off by default:
   (their strength changes sign too).
 - ``label_smoothing``: α above.
 - ``adaptive_margin``: m = ``margin_scale`` × strength, passed to TRL as its ``margin`` column.
+- ``contrastive_weight`` β (Secrets II §4.1, "contrastive learning for reward modeling"; its
+  instance-based SimCSE variant on the *difference* representation): per pair, d = h(chosen) −
+  h(rejected), h the last-layer hidden state [H] the score head reads; two views of each d by
+  dropout (p = ``contrastive_dropout``; ours: on d, as the tiny models carry no dropout of their
+  own); SimCSE's loss (Gao et al. 2021, eq. 1) over the B pairs of the batch, temperature τ::
+
+      L_cl = −(1/B) Σ_i log( exp(cos(z_i, z'_i)/τ) / Σ_j exp(cos(z_i, z'_j)/τ) ),   L = L_BT + β L_cl
+
+  (the paper's cluster-based SwAV variant is not implemented).
+- ``metarm_file`` (Secrets II §4.2, MetaRM; Dou et al. 2024, arXiv 2405.00438, Algorithm 1): unlabelled
+  responses of a shifted distribution, JSONL ``{"context", "responses": [k >= 2 strings]}`` (or
+  ``chosen``/``rejected``, labels unused). Each optimizer step t takes ``metarm_batch_size`` of
+  those prompts X_s and the pair batch X_t::
+
+      J(θ)  = (2/k²) Σ_{x ∈ X_s} Σ_{i<j} σ(|r_θ(x, s_i) − r_θ(x, s_j)|)     (difference loss)
+      θ'    = θ + η ∇_θ J(θ)                                                (one ascent step, η = metarm_step_size)
+      θ_t+1 = θ − α ∇_θ' L_BT(θ'; X_t)                                      (the optimizer's step, at θ)
+
+  first-order, as first-order MAML: the gradient of the BT loss taken at θ' is applied to θ
+  (the exact ∇_θ would add η ∇²J ∇L, a Hessian-vector product).
+
+Determinism: two runs with the same inputs, config and torch thread count give bit-identical
+weights (``tests/reward_models/test_determinism.py`` trains twice in fresh processes).
 
 Command line: ``python -m rlbff_lib.reward_models.bradley_terry train --config JOB.json`` (see :mod:`rlbff_lib.training.launch`).
 """
@@ -52,6 +75,10 @@ class BTConfig(TrainConfig):
     label_smoothing: α in [0, 0.5). adaptive_margin: use m = margin_scale × strength.
     margin_scale: strength → margin (reward units per strength unit).
     center_rewards_coefficient: TRL's penalty on (r_c + r_r)² (None: off).
+    contrastive_weight: β of the SimCSE term (0: off); contrastive_temperature: τ (SimCSE: 0.05);
+    contrastive_dropout: dropout probability that makes the two views.
+    metarm_file: the MetaRM meta set (None: off); metarm_step_size: η of the ascent step (parameter
+    units per unit gradient); metarm_batch_size: meta prompts per optimizer step.
     """
 
     trl_kind: ClassVar[str] = "reward"  # trl.RewardConfig
@@ -65,6 +92,12 @@ class BTConfig(TrainConfig):
     adaptive_margin: bool = False
     margin_scale: float = 1.0
     center_rewards_coefficient: float | None = None
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.05
+    contrastive_dropout: float = 0.1
+    metarm_file: str | None = None
+    metarm_step_size: float = 1e-3
+    metarm_batch_size: int = 4
 
     def __post_init__(self):
         super().__post_init__()
@@ -83,11 +116,21 @@ class BTConfig(TrainConfig):
                              "('ensemble' or 'annotator_spread'), got 'none'")
         if self.center_rewards_coefficient is not None and self.center_rewards_coefficient < 0:
             raise ValueError(f"center_rewards_coefficient: must be >= 0 or null, got {self.center_rewards_coefficient}")
+        if self.contrastive_weight < 0:
+            raise ValueError(f"contrastive_weight: must be >= 0, got {self.contrastive_weight}")
+        if self.contrastive_temperature <= 0:
+            raise ValueError(f"contrastive_temperature: must be > 0, got {self.contrastive_temperature}")
+        if not 0 <= self.contrastive_dropout < 1:
+            raise ValueError(f"contrastive_dropout: must be in [0, 1), got {self.contrastive_dropout}")
+        if self.metarm_step_size < 0:
+            raise ValueError(f"metarm_step_size: must be >= 0, got {self.metarm_step_size}")
+        if self.metarm_batch_size < 1:
+            raise ValueError(f"metarm_batch_size: must be >= 1, got {self.metarm_batch_size}")
 
     def plain(self, seed: int) -> "BTConfig":
         """The same training without options, with another seed (an ensemble member)."""
         return dataclasses.replace(self, seed=seed, strength_source="none", flip_share=0.0, label_smoothing=0.0,
-                                   adaptive_margin=False)
+                                   adaptive_margin=False, contrastive_weight=0.0, metarm_file=None)
 
 
 # ------------------------------------------------------------------ loss
@@ -108,21 +151,87 @@ def bt_loss(delta, margin=None, label_smoothing: float = 0.0):
     return loss.mean()
 
 
+def simcse_loss(z1, z2, temperature: float):
+    """SimCSE's contrastive loss (Gao et al. 2021, eq. 1) of two views z1, z2 [B, H] of B instances.
+
+    −(1/B) Σ_i log( exp(cos(z1_i, z2_i)/τ) / Σ_j exp(cos(z1_i, z2_j)/τ) ): the other instances'
+    second views are the negatives. A batch of one gives 0.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    sim = F.cosine_similarity(z1.unsqueeze(1), z2.unsqueeze(0), dim=-1) / temperature  # [B, B]
+    return F.cross_entropy(sim, torch.arange(sim.shape[0], device=sim.device))
+
+
+def difference_loss(rewards) -> "torch.Tensor":
+    """MetaRM's difference loss J: (2/k²) Σ_x Σ_{i<j} σ(|r_i − r_j|) over prompts x, each a Tensor [k] of the
+    rewards of its k responses (k may differ between prompts). Higher: responses told apart more."""
+    import torch
+
+    total = 0.0
+    for r in rewards:
+        k = r.shape[0]
+        gaps = (r.unsqueeze(0) - r.unsqueeze(1)).abs()  # [k, k]
+        upper = torch.triu(torch.ones(k, k, dtype=torch.bool, device=r.device), diagonal=1)
+        total = total + 2.0 / k ** 2 * torch.sigmoid(gaps[upper]).sum()
+    return total
+
+
+def last_token_index(input_ids, pad_token_id: int):
+    """[B] position the sequence-classification head reads in each row of ``input_ids`` [B, L]:
+    transformers' rule, the rightmost token that is not ``pad_token_id``."""
+    import torch
+
+    non_pad = (input_ids != pad_token_id).to(torch.int32)
+    return (torch.arange(input_ids.shape[-1], device=input_ids.device, dtype=torch.int32) * non_pad).argmax(-1)
+
+
+def meta_batch(n: int, size: int, step: int, seed: int) -> list[int]:
+    """Indices (of n meta prompts) for optimizer step ``step``: consecutive slices of a seeded
+    permutation per pass over the n, so a resumed run draws what an uninterrupted one would."""
+    import random
+
+    out, pos = [], step * size
+    while len(out) < size:
+        epoch, i = divmod(pos, n)
+        take = random.Random(f"metarm:{seed}:{epoch}").sample(range(n), n)[i:i + size - len(out)]
+        out += take
+        pos += len(take)
+    return out
+
+
 @functools.cache
 def reward_trainer_class():
     """``BTRewardTrainer`` (built on first use, so importing this module does not import TRL)."""
     from trl import RewardTrainer
 
     class BTRewardTrainer(RewardTrainer):
-        """TRL's ``RewardTrainer`` with :func:`bt_loss` (label smoothing) in ``compute_loss``.
+        """TRL's ``RewardTrainer`` with :func:`bt_loss` (label smoothing) in ``compute_loss``, the SimCSE
+        term and the MetaRM step (module docstring).
 
         TRL 1.16's own loss is −log σ(Δ − margin) (+ the centring term); this keeps its
-        margin column, centring term and logged metrics and adds α.
+        margin column, centring term and logged metrics and adds α. ``contrastive``: (β, τ, p) or
+        None. ``meta``: token ids [prompt][response] of the meta set or None, with ``meta_step_size``
+        η and ``meta_batch_size``.
         """
 
-        def __init__(self, *args, label_smoothing: float = 0.0, **kwargs):
+        def __init__(self, *args, label_smoothing: float = 0.0, contrastive: tuple | None = None,
+                     meta: list | None = None, meta_step_size: float = 0.0, meta_batch_size: int = 1, **kwargs):
             super().__init__(*args, **kwargs)
             self.label_smoothing = label_smoothing
+            self.contrastive = contrastive
+            self.meta, self.meta_step_size, self.meta_batch_size = meta, meta_step_size, meta_batch_size
+
+        def _pad_id(self) -> int:
+            return self.accelerator.unwrap_model(self.model).config.get_text_config().pad_token_id
+
+        def contrastive_views(self, d):
+            """Two dropout views [B, H] of the difference representations d [B, H]."""
+            import torch.nn.functional as F
+
+            p = self.contrastive[2]
+            return F.dropout(d, p, training=True), F.dropout(d, p, training=True)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             import torch
@@ -130,9 +239,26 @@ def reward_trainer_class():
             mode = "train" if self.model.training else "eval"
             margin = inputs.pop("margin", None)
             inputs["use_cache"] = False
-            outputs = model(**inputs)
+            captured = []
+            hook = None
+            if self.contrastive and mode == "train":  # the hidden states the score head reads
+                score = self.accelerator.unwrap_model(model).score
+                hook = score.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+            try:
+                outputs = model(**inputs)
+            finally:
+                if hook is not None:
+                    hook.remove()
             chosen, rejected = outputs.logits.squeeze(-1).chunk(2)
             loss = bt_loss(chosen - rejected, margin, self.label_smoothing)
+            if captured:
+                ids = inputs["input_ids"]
+                h = captured[0][torch.arange(ids.shape[0], device=ids.device), last_token_index(ids, self._pad_id())]
+                h_chosen, h_rejected = h.chunk(2)
+                weight, temperature, _ = self.contrastive
+                contrastive = simcse_loss(*self.contrastive_views(h_chosen - h_rejected), temperature)
+                loss = loss + weight * contrastive
+                self._metrics[mode]["contrastive_loss"].append(contrastive.item())
             if self.args.center_rewards_coefficient is not None:
                 loss = loss + self.args.center_rewards_coefficient * ((chosen + rejected) ** 2).mean()
             acc = self.accelerator
@@ -146,6 +272,46 @@ def reward_trainer_class():
                 self._metrics[mode]["margin"].append(acc.gather_for_metrics((chosen - rejected).mean()).mean().item())
                 self._metrics[mode]["mean_reward"].append(acc.gather(outputs.logits).mean().item())
             return (loss, outputs) if return_outputs else loss
+
+        def meta_rewards(self, model, prompts: list[list[list[int]]]) -> list:
+            """Rewards [k] of each meta prompt's responses (one padded forward pass)."""
+            import torch
+
+            seqs = [ids for responses in prompts for ids in responses]
+            pad = self._pad_id()
+            width = max(map(len, seqs))
+            device = self.accelerator.device
+            ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
+            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
+            r = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.squeeze(-1)
+            return list(r.split([len(responses) for responses in prompts]))
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            """MetaRM: θ' = θ + η∇J(θ), the usual step's forward and backward at θ', then θ restored (the
+            optimizer then applies ∇L(θ') to θ)."""
+            if not self.meta:
+                return super().training_step(model, inputs, num_items_in_batch)
+            import torch
+
+            module = self.accelerator.unwrap_model(model)
+            params = [p for p in module.parameters() if p.requires_grad]
+            batch = meta_batch(len(self.meta), self.meta_batch_size, self.state.global_step, self.args.seed)
+            module.train()
+            j = difference_loss(self.meta_rewards(module, [self.meta[i] for i in batch]))
+            grads = torch.autograd.grad(j, params, allow_unused=True)
+            backup = [p.detach().clone() for p in params]
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    if g is not None:
+                        p.add_(g, alpha=self.meta_step_size)
+            try:
+                loss = super().training_step(model, inputs, num_items_in_batch)
+            finally:
+                with torch.no_grad():
+                    for p, b in zip(params, backup):
+                        p.copy_(b)
+            self._metrics["train"]["difference_loss"].append(j.item())
+            return loss
 
     return BTRewardTrainer
 
@@ -202,8 +368,30 @@ def build_pair_rows(pairs: Sequence[dict], tokenizer, max_length: int, margins: 
     return rows, cut
 
 
+def read_meta_set(path: str | Path, tokenizer, max_length: int) -> list[list[list[int]]]:
+    """The MetaRM meta set: per record, the token ids of each response (as scored: conversation + response).
+
+    Records: ``{"context", "responses": [>= 2 strings]}``, or a preference pair (``chosen``, ``rejected``;
+    the label is not used). A bad record raises :class:`rlbff_lib.core.io.DataError` naming file, line and field.
+    """
+    from rlbff_lib.core.io import read_jsonl
+
+    def check(rec: dict, line: int) -> None:
+        responses = rec.get("responses", [rec.get("chosen"), rec.get("rejected")])
+        if not isinstance(responses, list) or len(responses) < 2 or not all(isinstance(r, str) for r in responses):
+            raise ValueError("responses: need a list of >= 2 strings (or chosen and rejected)")
+        if not isinstance(rec.get("context"), list):
+            raise ValueError("context: must be a list of chat messages")
+
+    records = read_jsonl(path, check)
+    if not records:
+        raise ValueError(f"metarm_file: {path} holds no records")
+    return [[encode_response(tokenizer, rec["context"], r, max_length)[0]
+             for r in rec.get("responses", [rec.get("chosen"), rec.get("rejected")])] for rec in records]
+
+
 def _fit(cfg: BTConfig, model: str | Path, rows: list[dict], eval_rows: list[dict], output_dir: Path, tokenizer,
-         name: str, extra: dict, callbacks: list | None):
+         name: str, extra: dict, callbacks: list | None, meta: list | None = None):
     """Build the trainer and run it; returns (training log, trainer)."""
     from datasets import Dataset
 
@@ -218,7 +406,12 @@ def _fit(cfg: BTConfig, model: str | Path, rows: list[dict], eval_rows: list[dic
         processing_class=tokenizer,
         callbacks=callbacks,
         label_smoothing=cfg.label_smoothing,
+        contrastive=((cfg.contrastive_weight, cfg.contrastive_temperature, cfg.contrastive_dropout)
+                     if cfg.contrastive_weight > 0 else None),
+        meta=meta, meta_step_size=cfg.metarm_step_size, meta_batch_size=cfg.metarm_batch_size,
     )
+    if meta and trainer.is_deepspeed_enabled:
+        raise ValueError("metarm_file: MetaRM steps the whole weights; run it without DeepSpeed")
     return run_trainer(trainer, output_dir, name, extra), trainer
 
 
@@ -262,13 +455,16 @@ def preference_strength(cfg: BTConfig, model: str | Path, pairs: Sequence[dict],
 
 
 def train_bt(cfg: BTConfig, model: str | Path, train_pairs: Sequence[dict], output_dir: str | Path,
-             eval_pairs: Sequence[dict] | None = None, callbacks: list | None = None) -> dict:
+             eval_pairs: Sequence[dict] | None = None, callbacks: list | None = None,
+             strength: tuple[list[float], list[float] | None] | None = None) -> dict:
     """Train the BT baseline on preference pairs; returns the training log.
 
     Writes ``output_dir/model`` (sequence-classification head, safetensors + tokenizer),
     checkpoints, ``training_log.json`` and, with a strength source, ``strength.jsonl``
     (per pair: strength, uncertainty, flipped). With ``eval_pairs``, the log's ``extra``
-    holds the final pairwise accuracy (chosen scored above rejected).
+    holds the final pairwise accuracy (chosen scored above rejected). ``strength``: the
+    (strength, uncertainty) of :func:`preference_strength` for ``train_pairs``, computed
+    before (several runs share one ensemble); None computes it here.
     """
     from rlbff_lib.core.io import write_json, write_jsonl
     from rlbff_lib.models.tokenizer import load_tokenizer
@@ -276,9 +472,10 @@ def train_bt(cfg: BTConfig, model: str | Path, train_pairs: Sequence[dict], outp
     quiet_libraries()
     output_dir = Path(output_dir)
     tokenizer = load_tokenizer(model)
+    meta = read_meta_set(cfg.metarm_file, tokenizer, cfg.max_length) if cfg.metarm_file else None
     pairs, margins, extra = list(train_pairs), None, {}
     if cfg.strength_source != "none":
-        strength, spread = preference_strength(cfg, model, pairs, output_dir)
+        strength, spread = strength or preference_strength(cfg, model, pairs, output_dir)
         pairs, strength, flipped = flip_weakest(pairs, strength, cfg.flip_share)
         if cfg.adaptive_margin:
             margins = [cfg.margin_scale * s for s in strength]
@@ -289,7 +486,9 @@ def train_bt(cfg: BTConfig, model: str | Path, train_pairs: Sequence[dict], outp
     rows, cut = build_pair_rows(pairs, tokenizer, cfg.max_length, margins)
     eval_rows, eval_cut = build_pair_rows(eval_pairs, tokenizer, cfg.max_length) if eval_pairs else ([], 0)
     extra.update(n_train=len(rows), train_truncated=cut, n_eval=len(eval_rows), eval_truncated=eval_cut)
-    record, trainer = _fit(cfg, model, rows, eval_rows, output_dir, tokenizer, "bt", extra, callbacks)
+    if meta:
+        extra.update(metarm_prompts=len(meta))
+    record, trainer = _fit(cfg, model, rows, eval_rows, output_dir, tokenizer, "bt", extra, callbacks, meta)
     # Final accuracy on the main process (ZeRO-3 shards the weights: evaluate the saved model instead)
     if eval_pairs and trainer.accelerator.is_main_process and not trainer.is_deepspeed_enabled:
         trained = trainer.accelerator.unwrap_model(trainer.model)

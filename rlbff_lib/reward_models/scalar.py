@@ -146,6 +146,8 @@ def validate_item(rec: dict, line: int) -> None:
     for name in ("response", "principle"):
         if not isinstance(rec[name], str):
             raise ValueError(f"{name}: must be a string")
+    if not rec["principle"].strip():
+        raise ValueError("principle: must be a non-empty string")
     if rec["label"] not in ANSWERS:
         raise ValueError(f"label: must be Yes or No, got {rec['label']!r}")
 

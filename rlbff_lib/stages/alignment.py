@@ -331,6 +331,54 @@ def evaluate_benchmarks(model_dir: str | Path, cfg: AlignmentStageConfig, judges
             if wildbench else None}
 
 
+def fulfilment_runs(cfg: AlignmentStageConfig, policy_dir: str | Path, runs: dict[str, list[dict]],
+                    train_properties: Sequence[str], held_out: Sequence[str]) -> tuple[list[dict], dict[str, list[dict]]]:
+    """:func:`measure_fulfilment` on held-out world prompts: the SFT policy once per seed of ``cfg.seeds``, then
+    each GRPO run of ``runs`` with its own seed. Returns ``(sft, {reward: [per run]})``; both empty unless
+    ``prompt_source`` is ``world`` (the checkers judge world prompts only)."""
+    from rlbff_lib.synthetic import world as W
+
+    if cfg.prompt_source != "world" or not cfg.seeds:
+        return [], {}
+    f = cfg.fulfilment
+    prompts = W.sample_policy_prompts(f.n_prompts, f.prompt_seed, cfg.grpo.domains, cfg.grpo.max_turns,
+                                      cfg.grpo.word_limit)
+    properties = list(train_properties) + list(held_out)
+    sft = []
+    for seed in cfg.seeds:
+        sft.append(measure_fulfilment(policy_dir, cfg, prompts, properties, train_properties, seed))
+        log(f"SFT seed {seed}: trained {sft[-1]['trained']:.3f}, held out {sft[-1]['held_out']:.3f}")
+    after: dict[str, list[dict]] = {}
+    for backend, records in runs.items():
+        after[backend] = []
+        for r in records:
+            after[backend].append(measure_fulfilment(r["model_dir"], cfg, prompts, properties, train_properties,
+                                                     r["seed"]))
+            res = after[backend][-1]
+            log(f"GRPO {backend} seed {r['seed']}: trained {res['trained']:.3f}, held out {res['held_out']:.3f}")
+    return sft, after
+
+
+def benchmark_runs(cfg: AlignmentStageConfig, policy_dir: str | Path, runs: dict[str, list[dict]],
+                   judge_cache: str | Path, mtbench, arena, wildbench=None) -> dict[str, list[dict]]:
+    """:func:`evaluate_benchmarks` of the SFT policy and of every GRPO run, with one set of judges whose
+    answers are cached in ``judge_cache`` (a rerun asks remote judges only new requests); ``{}`` when no
+    benchmark is loaded. Returns ``{"sft": [result], reward: [per run]}``."""
+    from rlbff_lib.evaluation.policy_bench import make_judges
+    from rlbff_lib.evaluation.wildbench import make_wildbench_judges
+
+    if mtbench is None and wildbench is None:
+        return {}
+    judges = make_judges(cfg.evaluation, cache_path=judge_cache)
+    wb_judges = make_wildbench_judges(cfg.evaluation, cfg.wildbench, judges[0]) if wildbench else None
+    bench = {"sft": [evaluate_benchmarks(policy_dir, cfg, judges, mtbench, arena, wildbench, wb_judges)]}
+    for backend, records in runs.items():
+        bench[backend] = [evaluate_benchmarks(r["model_dir"], cfg, judges, mtbench, arena, wildbench, wb_judges)
+                          for r in records]
+    log(f"judge: {judges[0].label}")
+    return bench
+
+
 def pooled_arena(results: Sequence[dict], cfg: PolicyEvalConfig) -> dict:
     """Arena-Hard v2 over the battles of several policies (a reward's seeds), per category as
     :func:`~rlbff_lib.evaluation.policy_bench.score_arena_categories` (pooling seeds is ours)."""
@@ -450,3 +498,72 @@ def _bench_row(results: Sequence[dict] | None, cfg: AlignmentStageConfig) -> dic
         row["wildbench"] = pooled_wildbench(wb, cfg.wildbench) if len(wb) > 1 else \
             {k: v for k, v in wb[0].items() if k not in ("rows", "answers")}
     return row
+
+
+# ------------------------------------------------------------------ model cards
+
+
+def _policy_accuracy(row: dict | None, fulfilment: dict | None, what: str) -> list[dict]:
+    """Model-card accuracy rows of one policy: checker-measured fulfilment (``fulfilment``: a
+    :func:`rlbff_lib.alignment.policy.fulfilment_gain` or the SFT ``before`` block) and its table row's MT-Bench and
+    Arena-Hard (``row``: a ``policies`` entry of :func:`stage_metrics`)."""
+    out = []
+    if fulfilment and "gain" in fulfilment:  # a reward's GRPO policies against SFT, over training seeds
+        out.append({"set": f"fulfilment of the trained principles, gain over SFT ({what})", "value": 100 * fulfilment["gain"],
+                    "n": fulfilment.get("n_seeds"), "unit": " pts",
+                    "note": f"mean over {fulfilment.get('n_seeds')} training seeds; seed std "
+                            f"{100 * fulfilment['seed_std']:.1f} pts; items: seeds"})
+    elif fulfilment:
+        out.append({"set": "fulfilment of the trained principles (share of answers, the world's checkers)",
+                    "value": 100 * fulfilment["trained"], "unit": "%", "note": what})
+        out.append({"set": "fulfilment of the held-out principles", "value": 100 * fulfilment["held_out"],
+                    "unit": "%", "note": what})
+    row = row or {}
+    if row.get("mt_bench"):
+        out.append({"set": f"MT-Bench overall (judge {row['mt_bench']['judge']})", "value": row["mt_bench"]["overall"],
+                    "n": row["mt_bench"].get("n_questions"), "note": f"{what}; score 1-10; items: questions"})
+    arena = row.get("arena_hard") or {}
+    if arena.get("win_rate") is not None:
+        out.append({"set": "Arena-Hard v2 win rate", "value": arena["win_rate"], "ci": arena.get("ci"), "unit": "%",
+                    "note": f"{what}; {arena.get('interval', 'interval')}"})
+    return out
+
+
+def write_model_cards(cfg: AlignmentStageConfig, sft: dict, runs: dict[str, list[dict]], metrics: dict,
+                      profile: str | None = None) -> list[Path]:
+    """A README.md model card (:mod:`rlbff_lib.training.model_card`) in the SFT policy's folder and in each GRPO
+    policy's (the ``model_dir`` of their runs; never in the base model's folder when SFT is skipped). ``metrics``:
+    :func:`stage_metrics`; ``profile`` defaults to the params file's."""
+    from rlbff_lib.core.params import params_file, read_raw
+    from rlbff_lib.training.model_card import run_facts, write_model_card
+
+    profile = profile or read_raw(params_file()).get("profile", "smoke")
+    stage = "the `alignment` stage (`notebooks/alignment.ipynb`, `rlbff_lib/stages/alignment.py`)"
+    ful = metrics.get("fulfilment") or {}
+    policies = metrics.get("policies") or {}
+    seeds = f"mean over {len(cfg.seeds)} sampling seeds"
+    paths = []
+    if not sft.get("skipped"):
+        facts = {"kind": "policy", "name": "SFT policy (warm start before GRPO)", "profile": profile, "stage": stage,
+                 "base_model": run_facts(sft["model_dir"]).get("base_model") or cfg.policy.name_or_path,
+                 "data": [{"file": None, "items": cfg.policy.n_examples,
+                           "role": "SFT examples written from the synthetic world (alignment.policy.n_examples)"}],
+                 "parameters": asdict(cfg.policy),
+                 "training": {k: sft.get(k) for k in ("global_step", "train_loss") if k in sft},
+                 "accuracy": _policy_accuracy(policies.get("sft"), ful.get("before"), seeds)}
+        paths.append(write_model_card(sft["model_dir"], facts))
+    for backend, records in runs.items():
+        gain = ((ful.get("by_reward") or {}).get(backend) or {}).get("trained")
+        for r in records:
+            run = run_facts(r["model_dir"])
+            label = (r.get("reward") or {}).get("label", backend)
+            data = run.get("data") or [{"file": None, "items": cfg.grpo.n_prompts,
+                                        "role": "prompts generated from the synthetic world (alignment.grpo.n_prompts)"}]
+            facts = {"kind": "policy", "name": f"GRPO policy, reward: {label}, seed {r.get('seed')}", "profile": profile,
+                     "stage": stage, "base_model": run.get("base_model"), "data": data,
+                     "parameters": run.get("parameters") or {},
+                     "training": {"reward": label, **{k: r.get(k) for k in ("global_step", "n_rows", "n_dropped_too_long")
+                                                      if k in r}},
+                     "accuracy": _policy_accuracy(policies.get(backend), gain, f"this reward's {len(records)} policies")}
+            paths.append(write_model_card(r["model_dir"], facts))
+    return paths

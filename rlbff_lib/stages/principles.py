@@ -181,6 +181,7 @@ def extract(feedback: list[dict], cfg: PrinciplesConfig, cache_path, metrics: di
     with serving(cfg) as ecfg:
         if ecfg is not cfg.extraction:
             log(f"extraction: serving the simulated extraction LLM at {ecfg.base_url} ({ecfg.model})")
+            ecfg.preflight()  # the started server answers and serves the model
         log(f"extraction ({ecfg.backend}, {ecfg.cache_model}): {len(fitems)} feedback texts")
         rows, summary = run_extraction(fitems, ecfg, cache_path, progress=progress)
     check = check_extraction(rows, ecfg.failure_threshold)

@@ -101,6 +101,41 @@ def train_one(name: str, config, base_model: str, train_file: Path, eval_file: P
                            name=name)
 
 
+def train_models(cfg: RewardModelsConfig, principles_dir: str | Path, runs_dir: str | Path,
+                 published_dir: str | Path) -> dict[str, dict]:
+    """Train each model of ``cfg.train`` (:func:`train_one`) on the ``principles`` stage's files and publish it
+    to ``published_dir/<name>``; returns name -> training log. In a notebook each run's log is one line
+    (:func:`rlbff_lib.core.progress.collapsed`). The scalar RM and BT start from the base reward model, the
+    GenRM from the base policy, its warm-start reasoning taken from the extraction's evidence (``candidates.jsonl``)."""
+    from rlbff_lib.core.io import read_jsonl, write_jsonl
+    from rlbff_lib.core.progress import collapsed, log
+    from rlbff_lib.models.lm import base_model
+
+    P, runs, published = Path(principles_dir), Path(runs_dir), Path(published_dir)
+    launch_args = dict(runs_dir=runs, accelerate_config=cfg.accelerate_config, num_processes=cfg.num_processes)
+    logs = {}
+    for name in [m for m in MODELS if m in cfg.train]:
+        with collapsed(f"training {name}"):
+            if name == "scalar":
+                logs[name] = train_one(name, cfg.scalar, base_model("reward"), P / "train.jsonl",
+                                       P / "validation.jsonl", **launch_args)
+            elif name == "bt":
+                logs[name] = train_one(name, cfg.bt, base_model("reward"), P / "pairs_train.jsonl",
+                                       P / "pairs_validation.jsonl", **launch_args)
+            else:
+                from rlbff_lib.reward_models.genrm import attach_reasoning
+
+                genrm_train, counts = attach_reasoning(read_jsonl(P / "train.jsonl"), read_jsonl(P / "candidates.jsonl"))
+                log(f"GenRM warm-start reasoning: {counts}")
+                write_jsonl(runs / "inputs" / "genrm_train.jsonl", genrm_train)
+                write_jsonl(runs / "inputs" / "genrm_eval.jsonl",
+                            subsample(read_jsonl(P / "validation.jsonl"), cfg.genrm_eval_limit))
+                logs[name] = train_one(name, cfg.genrm, base_model("policy"), runs / "inputs" / "genrm_train.jsonl",
+                                       runs / "inputs" / "genrm_eval.jsonl", **launch_args)
+        publish(logs[name]["model_dir"], published / name)
+    return logs
+
+
 # ------------------------------------------------------------------ measurement
 
 
@@ -213,3 +248,52 @@ def stage_metrics(results: dict, logs: dict, validation: Sequence[dict]) -> dict
         "models": {name: {k: v for k, v in r.items() if k != "scores"} for name, r in results.items()},
         "training": {name: training_summary(rec) for name, rec in logs.items()},
     }
+
+
+# ------------------------------------------------------------------ model cards
+
+
+def model_card_facts(name: str, cfg: RewardModelsConfig, log: dict, result: dict | None, profile: str,
+                     majority: tuple[float, int] | None = None) -> dict:
+    """The facts of :func:`rlbff_lib.training.model_card.model_card` for published model ``name``: its run's
+    ``job.json`` (:func:`~rlbff_lib.training.model_card.run_facts`: base model, data files), its trainer config,
+    training log and validation accuracy (percent; ``majority``: the majority-label baseline, percent, and its
+    item count)."""
+    from rlbff_lib.reward_models.prompt import PRINCIPLE_PROMPT
+    from rlbff_lib.training.model_card import run_facts
+
+    run = run_facts(log["model_dir"])
+    stages = log.get("stages") or {"": log}
+    training = {f"{s + '.' if s else ''}{k}": r.get(k) for s, r in stages.items()
+                for k in ("global_step", "train_loss", "world_size", "resumed_from") if k in r}
+    accuracy = []
+    if result:
+        v = result["validation"]
+        note = {"bt": "Yes when the reward exceeds the threshold fitted on these items (in-sample)",
+                "genrm": f"a seeded subsample of {v['n']} validation items (genrm_eval_limit)"}.get(name, "Yes when score > 0")
+        accuracy.append({"set": "validation items (principle, response, Yes/No)", "value": v["accuracy"],
+                         "ci": v.get("ci"), "n": v["n"], "unit": "%", "note": note + "; 95% Wilson interval"})
+        if majority is not None:
+            accuracy.append({"set": "always the majority label (baseline)", "value": majority[0], "n": majority[1],
+                             "unit": "%", "note": "on all validation items"})
+    return {"kind": name, "name": {"scalar": "Scalar principle RM", "bt": "Bradley–Terry RM", "genrm": "GenRM"}[name],
+            "principle_prompt": PRINCIPLE_PROMPT, "base_model": run.get("base_model"), "profile": profile,
+            "stage": "the `reward_models` stage (`notebooks/reward_models.ipynb`, `rlbff_lib/stages/reward_models.py`)",
+            "data": run.get("data"), "training": training, "parameters": asdict(getattr(cfg, name)), "accuracy": accuracy,
+            "notes": ["RM-Bench, JudgeBench and PrincipleBench accuracies (with intervals) are measured by the "
+                      "`rm_eval` stage: `metrics/rm_eval.json`."]}
+
+
+def write_model_cards(cfg: RewardModelsConfig, logs: dict, results: dict, models_dir: str | Path,
+                      validation: Sequence[dict] = (), profile: str | None = None) -> list[Path]:
+    """A README.md model card (:mod:`rlbff_lib.training.model_card`) in each published model folder
+    ``models_dir/<name>``; ``profile`` defaults to the params file's."""
+    from rlbff_lib.core.params import params_file, read_raw
+    from rlbff_lib.reward_models.accuracy import majority_share
+    from rlbff_lib.training.model_card import write_model_card
+
+    profile = profile or read_raw(params_file()).get("profile", "smoke")
+    majority = (majority_share([it["label"] for it in validation]), len(validation)) if validation else None
+    return [write_model_card(Path(models_dir) / name,
+                             model_card_facts(name, cfg, log, results.get(name), profile, majority))
+            for name, log in logs.items()]

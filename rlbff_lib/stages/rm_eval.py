@@ -302,6 +302,8 @@ def validate_rm_item(rec: dict, line: int) -> None:
     for name in ("response", "principle"):
         if not isinstance(rec[name], str):
             raise ValueError(f"{name}: must be a string")
+    if not rec["principle"].strip():
+        raise ValueError("principle: must be a non-empty string")
     if rec["label"] not in ("Yes", "No"):
         raise ValueError(f"label: must be 'Yes' or 'No', got {rec['label']!r}")
 
@@ -314,6 +316,8 @@ def validate_pb_pair(rec: dict, line: int) -> None:
     for name in ("pair_id", "principle", "chosen", "rejected"):
         if not isinstance(rec[name], str):
             raise ValueError(f"{name}: must be a string")
+    if not rec["principle"].strip():
+        raise ValueError("principle: must be a non-empty string")
 
 
 def load_benchmarks(cfg: RMEvalConfig) -> BenchData:

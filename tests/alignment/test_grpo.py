@@ -174,8 +174,8 @@ def test_scalar_reward_is_the_principle_rm_score_of_the_final_answer(random_rm, 
 
     prompt = [{"role": "user", "content": "What should I know about budgeting?"}]
     answer = "A budget is a plan for where each month's income goes. Want more detail?"
-    reward = PrincipleReward(RewardConfig(backend="scalar", model_path="unused", max_length=512),  # the RM's positions
-                             policy_tokenizer=tok, model=random_rm, tokenizer=tok)
+    reward = PrincipleReward(RewardConfig(backend="scalar", model_path="unused"), policy_tokenizer=tok,
+                             model=random_rm, tokenizer=tok)
     p1, p2 = "ends with a follow-up question", "is concise"
     texts = [answer, "<think>scratch work</think>" + answer]
     ids = [tok.encode(t, add_special_tokens=False) for t in texts]
@@ -210,7 +210,7 @@ def test_bt_reward_ignores_the_principle(base_dir, tok, tmp_path):
     model, btok = load_model("bt", base_dir)   # a BT model: the tiny causal LM with a (random) scalar head
     model.save_pretrained(tmp_path)
     btok.save_pretrained(tmp_path)
-    reward = PrincipleReward(RewardConfig(backend="bt", model_path=str(tmp_path), max_length=512), policy_tokenizer=tok)
+    reward = PrincipleReward(RewardConfig(backend="bt", model_path=str(tmp_path)), policy_tokenizer=tok)
     prompt = [{"role": "user", "content": "Tell me about recycling."}]
     answers = ["Recycling turns used materials into new products.", "Great question! Rinse containers first?"]
     ids = [tok.encode(a, add_special_tokens=False) for a in answers]
@@ -426,6 +426,7 @@ def test_judge_preflight_names_the_missing_model_logprobs_or_server(monkeypatch)
 # ------------------------------------------------------------------ GRPO
 
 
+@pytest.mark.slow
 def test_grpo_with_a_verifiable_reward_raises_fulfilment_of_the_trained_principle(sft_policy, tmp_path):
     prompts = W.sample_policy_prompts(64, 777, ["general"], max_turns=1)
     props = [TRAINED, HELD_OUT, "concise"]
@@ -455,13 +456,14 @@ def test_grpo_with_a_verifiable_reward_raises_fulfilment_of_the_trained_principl
     assert json.loads((tmp_path / "training_log.json").read_text())["global_step"] == 30
 
 
+@pytest.mark.slow
 def test_grpo_with_the_scalar_rm_resumes_and_runs_from_the_command_line(sft_policy, random_rm, tok, tmp_path,
                                                                         capfd, monkeypatch):
     monkeypatch.setenv("RLBFF_PAPERMILL", "1")   # as under papermill: no progress bars, one line per log
     # the scalar backend inside GRPOTrainer, with an injected (random) principle RM
     cfg = grpo_cfg(max_steps=2, save_steps=2, num_generations=2, per_device_train_batch_size=4,
-                   max_completion_length=8, logging_steps=1,
-                   reward=RewardConfig(backend="scalar", model_path="x", max_length=512), principles_per_prompt=1)
+                   max_completion_length=8, logging_steps=1, reward=RewardConfig(backend="scalar", model_path="x"),
+                   principles_per_prompt=1)
     reward = PrincipleReward(cfg.reward, policy_tokenizer=tok, model=random_rm, tokenizer=tok)
     capfd.readouterr()
     first = train_grpo(cfg, sft_policy, tmp_path, reward=reward)

@@ -167,6 +167,7 @@ def test_fulfilment_gain_compares_seeds():
 # ------------------------------------------------------------------ SFT warm start
 
 
+@pytest.mark.slow
 def test_sft_learns_coherent_responses_with_varied_properties(sft_run, base_dir, eval_prompts):
     cfg, out, rec = sft_run
     losses = [p["loss"] for p in rec["train"]]
@@ -185,6 +186,7 @@ def test_sft_learns_coherent_responses_with_varied_properties(sft_run, base_dir,
         assert 0.1 < after["rates"][p] < 0.97, (p, after["rates"])
 
 
+@pytest.mark.slow
 def test_sft_is_not_redone_and_resumes_from_a_checkpoint(sft_run, tmp_path):
     cfg, out, rec = sft_run
     again = train_policy_sft(cfg, out)     # finished with the same config: returned, not retrained

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from rlbff_lib.reward_models.bradley_terry import (BTConfig, annotator_strength, bt_loss, build_pair_rows,
-                          ensemble_strength, fit_threshold, flip_weakest, pair_deltas,
-                          reward_trainer_class, train_bt)
+                          difference_loss, ensemble_strength, fit_threshold, flip_weakest, meta_batch, pair_deltas,
+                          reward_trainer_class, simcse_loss, train_bt)
 from rlbff_lib.reward_models.prompt import encode_response
 from rlbff_lib.reward_models.scorers import Scorer, load_model
 from rlbff_lib.models.lm import ModelSizeConfig
@@ -253,3 +253,181 @@ def test_ensemble_strength_is_mean_and_std_of_member_margins(base_dir, pairs, tm
     assert flipped == set(sorted(range(12), key=lambda i: (mean[i], i))[:3])
     assert [abs(r["strength"]) for r in rows] == pytest.approx([abs(x) for x in mean], abs=1e-5)
     assert [r["uncertainty"] for r in rows] == pytest.approx(std, abs=1e-5)
+
+
+# ------------------------------------------------------------------ Secrets II: contrastive learning and MetaRM
+
+
+def _cos(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+def _simcse_brute(z1, z2, tau):
+    """SimCSE eq. 1 written out: mean over i of -log(exp(cos(z1_i, z2_i)/tau) / sum_j exp(cos(z1_i, z2_j)/tau))."""
+    total = 0.0
+    for i in range(len(z1)):
+        logits = [_cos(z1[i], z2[j]) / tau for j in range(len(z2))]
+        total += -(logits[i] - math.log(sum(math.exp(x) for x in logits)))
+    return total / len(z1)
+
+
+def test_simcse_loss_matches_brute_force():
+    gen = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(5, 7, generator=gen), torch.randn(5, 7, generator=gen)
+    for tau in (0.05, 1.0):
+        assert simcse_loss(z1, z2, tau).item() == pytest.approx(_simcse_brute(z1.tolist(), z2.tolist(), tau), rel=1e-5)
+    assert simcse_loss(z1[:1], z2[:1], 0.05).item() == pytest.approx(0.0, abs=1e-7)  # no negatives: nothing to learn
+    # identical views, orthogonal instances: loss = log(1 + (B-1) exp(-1/tau))
+    eye = torch.eye(3)
+    assert simcse_loss(eye, eye, 0.5).item() == pytest.approx(math.log(1 + 2 * math.exp(-2.0)), rel=1e-6)
+
+
+def test_difference_loss_matches_brute_force():
+    rewards = [[0.3, -1.2, 2.0], [0.5, 0.5], [1.0, -0.25, 0.0, 4.0]]
+    expected = sum(2 / len(r) ** 2 * sum(1 / (1 + math.exp(-abs(r[i] - r[j])))
+                                         for i in range(len(r)) for j in range(i + 1, len(r))) for r in rewards)
+    assert difference_loss([torch.tensor(r) for r in rewards]).item() == pytest.approx(expected, rel=1e-6)
+    # equal rewards still count sigma(0) = 1/2 per pair: J = (2/k^2) * C(k,2) / 2
+    assert difference_loss([torch.zeros(4)]).item() == pytest.approx(2 / 16 * 6 * 0.5)
+
+
+def test_meta_batch_cycles_through_seeded_passes():
+    n, size = 7, 3
+    drawn = [i for step in range(7) for i in meta_batch(n, size, step, seed=1)]  # 21 draws = 3 whole passes
+    for k in range(3):
+        assert sorted(drawn[7 * k: 7 * k + 7]) == list(range(7))
+    assert meta_batch(n, size, 4, 1) == drawn[12:15]  # a function of the step alone (resume draws the same)
+    assert drawn[:7] != [i for step in range(7) for i in meta_batch(n, size, step, seed=2)][:7]
+    assert meta_batch(2, 5, 0, 0)[:2] != [] and len(meta_batch(2, 5, 0, 0)) == 5  # more than a pass: repeats
+
+
+def test_config_validation_of_the_new_options():
+    for kwargs, field in (({"contrastive_weight": -1}, "contrastive_weight"),
+                          ({"contrastive_temperature": 0}, "contrastive_temperature"),
+                          ({"contrastive_dropout": 1.0}, "contrastive_dropout"),
+                          ({"metarm_step_size": -0.1}, "metarm_step_size"),
+                          ({"metarm_batch_size": 0}, "metarm_batch_size")):
+        with pytest.raises(ValueError, match=f"^{field}"):
+            BTConfig(**kwargs)
+    plain = BTConfig(contrastive_weight=0.5, metarm_file="x.jsonl").plain(3)
+    assert (plain.contrastive_weight, plain.metarm_file, plain.seed) == (0.0, None, 3)
+
+
+def _last_hidden_and_reward(model, tok, context, response, max_length):
+    """Unbatched, unpadded: the base model's last-layer state at the last token [H], and the reward."""
+    ids, _ = encode_response(tok, context, response, max_length)
+    with torch.no_grad():
+        h = model.model(torch.tensor([ids])).last_hidden_state[0, -1]
+        return h, model.score(h).item()
+
+
+def test_contrastive_term_in_compute_loss_matches_brute_force(base_dir, pairs, tmp_path):
+    from transformers import AutoTokenizer
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    from datasets import Dataset
+    from rlbff_lib.training.trl_config import trl_config
+
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    batch_pairs = pairs[:4]
+    rows, _ = build_pair_rows(batch_pairs, tok, 128)
+    beta, tau = 0.7, 1.0
+    cfg = BTConfig(max_length=128, contrastive_weight=beta, contrastive_temperature=tau, contrastive_dropout=0.0)
+    trainer = reward_trainer_class()(model=str(base_dir), args=trl_config(cfg, tmp_path),
+                                     train_dataset=Dataset.from_list(rows), processing_class=tok,
+                                     contrastive=(beta, tau, 0.0))
+    model = trainer.model.train()
+    batch = DataCollatorForPreference(pad_token_id=tok.pad_token_id)(rows)  # right-padded, chosen then rejected
+    with torch.no_grad():
+        got = trainer.compute_loss(model, dict(batch)).item()
+    hc, hr, deltas = [], [], []
+    for p in batch_pairs:
+        h1, r1 = _last_hidden_and_reward(model, tok, p["context"], p["chosen"], 128)
+        h2, r2 = _last_hidden_and_reward(model, tok, p["context"], p["rejected"], 128)
+        hc.append(h1)
+        hr.append(h2)
+        deltas.append(r1 - r2)
+    d = [(a - b).tolist() for a, b in zip(hc, hr)]
+    expected = -sum(log_sigmoid(x) for x in deltas) / 4 + beta * _simcse_brute(d, d, tau)
+    assert got == pytest.approx(expected, rel=1e-4)
+    assert abs(beta * _simcse_brute(d, d, tau)) > 0.05  # the term is there, not negligible
+    # with dropout, the two views are independent masks of d scaled by 1/(1-p)
+    trainer.contrastive = (beta, tau, 0.5)
+    dd = torch.tensor(d)
+    v1, v2 = trainer.contrastive_views(dd)
+    for v in (v1, v2):
+        assert torch.all((v == 0) | torch.isclose(v, 2 * dd))
+    assert not torch.equal(v1, v2)
+
+
+def test_metarm_step_matches_brute_force(base_dir, pairs, tmp_path):
+    """One optimizer step (SGD, constant LR alpha) = theta - alpha * grad L(theta + eta * grad J(theta))."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rlbff_lib.core.io import write_jsonl
+
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    meta_rec = {"context": pairs[5]["context"], "responses": [pairs[5]["chosen"], pairs[5]["rejected"],
+                                                              pairs[6]["chosen"]]}
+    write_jsonl(tmp_path / "meta.jsonl", [meta_rec])
+    alpha, eta, L = 0.5, 2.0, 96
+    cfg = BTConfig(max_steps=1, per_device_train_batch_size=2, max_length=L, save_steps=1000, warmup_ratio=0.0,
+                   lr_scheduler_type="constant", learning_rate=alpha, max_grad_norm=1e9, logging_steps=1,
+                   trl_args={"optim": "sgd"}, metarm_file=str(tmp_path / "meta.jsonl"), metarm_step_size=eta,
+                   metarm_batch_size=1)
+    train = pairs[:2]
+    record = train_bt(cfg, base_dir, train, tmp_path / "bt")
+    assert record["extra"]["metarm_prompts"] == 1 and record["global_step"] == 1
+    after = load_file(str(tmp_path / "bt" / "model" / "model.safetensors"))
+
+    # theta_0: the base model with the score head TRL initialises under set_seed(seed)
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1, dtype=torch.float32)
+    model.config.pad_token_id = tok.pad_token_id
+    params = dict(model.named_parameters())
+    theta0 = {k: v.detach().clone() for k, v in params.items()}
+
+    def reward(context, response):
+        ids, _ = encode_response(tok, context, response, L)
+        return model(torch.tensor([ids])).logits[0, 0]
+
+    r = [reward(meta_rec["context"], s) for s in meta_rec["responses"]]
+    j = 2 / 9 * sum(torch.sigmoid((r[a] - r[b]).abs()) for a in range(3) for b in range(a + 1, 3))
+    grads_j = torch.autograd.grad(j, list(params.values()), allow_unused=True)
+    with torch.no_grad():
+        for p, g in zip(params.values(), grads_j):
+            if g is not None:
+                p.add_(eta * g)
+    loss = sum(-torch.nn.functional.logsigmoid(reward(p["context"], p["chosen"]) - reward(p["context"], p["rejected"]))
+               for p in train) / 2
+    grads_l = dict(zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True)))
+    moved = 0
+    for name, t0 in theta0.items():
+        g = grads_l[name]
+        expected = t0 - alpha * g if g is not None else t0
+        assert torch.allclose(after[name], expected, atol=1e-5, rtol=1e-4), name
+        moved += g is not None and float((alpha * g).abs().max()) > 1e-4
+    assert moved > 5
+    # the meta step mattered: the plain gradient at theta_0 gives another update
+    assert any(g is not None and float((g - gl).abs().max()) > 1e-5
+               for g, gl in zip(grads_j, grads_l.values()) if gl is not None)
+
+
+def test_read_meta_set_names_bad_records(base_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from rlbff_lib.core.io import DataError, write_jsonl
+    from rlbff_lib.reward_models.bradley_terry import read_meta_set
+
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    ctx = [{"role": "user", "content": "hi"}]
+    write_jsonl(tmp_path / "ok.jsonl", [{"context": ctx, "responses": ["a", "b", "c"]},
+                                        {"context": ctx, "chosen": "x", "rejected": "y", "overall_preference": 2}])
+    ids = read_meta_set(tmp_path / "ok.jsonl", tok, 64)
+    assert [len(r) for r in ids] == [3, 2] and ids[1][0] == encode_response(tok, ctx, "x", 64)[0]
+    write_jsonl(tmp_path / "bad.jsonl", [{"context": ctx, "responses": ["a", "b"]}, {"context": ctx, "responses": ["a"]}])
+    with pytest.raises(DataError, match="line 2.*responses"):
+        read_meta_set(tmp_path / "bad.jsonl", tok, 64)

@@ -382,6 +382,7 @@ def test_config_validation_and_trl_config(tmp_path):
 # ------------------------------------------------------------------ training
 
 
+@pytest.mark.slow
 def test_sft_warm_start_learns_the_judgement_format(sft_run):
     record, metrics = sft_run["record"], sft_run["metrics"]
     losses = [p["loss"] for p in record["train"]]
@@ -395,6 +396,7 @@ def test_sft_warm_start_learns_the_judgement_format(sft_run):
     assert logged["name"] == "genrm_sft" and logged["extra"]["n_train"] == N_TRAIN
 
 
+@pytest.mark.slow
 def test_scores_read_the_judgement_token_deterministically(sft_run, items):
     model, tk = sft_run["model"], sft_run["tok"]
     sub = items[N_TRAIN:N_TRAIN + 6]
@@ -423,6 +425,7 @@ def test_scores_read_the_judgement_token_deterministically(sft_run, items):
     assert c.missing == len(sub) and c.scores == [-50.0] * len(sub)
 
 
+@pytest.mark.slow
 def test_grpo_runs_logs_rewards_and_resumes(sft_run, items, tmp_path):
     start = sft_run["dir"] / "model"
     cfg = GenRMGRPOConfig(learning_rate=1e-4, max_steps=4, num_generations=2, per_device_train_batch_size=4,
@@ -451,6 +454,7 @@ def test_grpo_runs_logs_rewards_and_resumes(sft_run, items, tmp_path):
     assert not torch.allclose(trained.lm_head.weight, before.lm_head.weight)  # it did train
 
 
+@pytest.mark.slow
 def test_pipeline_skips_completed_stages_and_the_cli_runs_a_job(sft_run, items, base_dir, tmp_path):
     out = tmp_path / "genrm"
     shutil.copytree(sft_run["dir"], out / "sft")  # a finished sft stage

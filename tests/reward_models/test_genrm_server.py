@@ -110,6 +110,7 @@ def test_the_preflight_accepts_it_and_names_a_wrong_model(server):
         check_endpoint(url, "Qwen3-Nemotron-32B-GenRM-Principle", model_param="judge_model")
 
 
+@pytest.mark.slow
 def test_the_stage_starts_and_stops_it(model_dir):
     with serve_subprocess(model_dir, "genrm") as url:
         assert check_endpoint(url, "genrm") == ["genrm"]

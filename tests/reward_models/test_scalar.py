@@ -210,6 +210,7 @@ def test_sft_rows_put_the_loss_on_the_answer_token_only(tok, world):
         assert row["input_ids"][:-1] == prompt
 
 
+@pytest.mark.slow
 def test_training_beats_the_majority_baseline(base_dir, world, tmp_path):
     items = world_items(world)
     random.Random(1).shuffle(items)

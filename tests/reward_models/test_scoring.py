@@ -39,6 +39,7 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
     return {line.split()[0]: line.split()[1:] for line in lines[start + 1:]}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CARD_EXAMPLE.exists(), reason="HelpSteer3 card example not available")
 def test_cli_on_the_helpsteer3_card_example(model_dir, tmp_path):
     out = tmp_path / "scores.jsonl"

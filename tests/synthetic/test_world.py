@@ -220,6 +220,25 @@ def test_truth_matches_records(world):
             assert world.config.min_comments <= n <= world.config.max_comments
 
 
+def test_official_split_is_by_prompt_at_the_configured_share():
+    world = generate_world(WorldConfig(n_prompts=600, seed=2, validation_share=0.3))
+    by_prompt: dict[str, set] = {}
+    for rec in world.records:
+        by_prompt.setdefault(json.dumps(rec["context"], sort_keys=True), set()).add(rec["split"])
+    assert all(len(v) == 1 for v in by_prompt.values())  # records sharing a prompt share its split
+    share = sum(v == {"validation"} for v in by_prompt.values()) / len(by_prompt)
+    assert abs(share - 0.3) < 0.06
+    assert {r["split"] for r in generate_world(WorldConfig(n_prompts=50, validation_share=0.0)).records} == {"train"}
+
+
+def test_extractor_names_name_one_property_each():
+    seen: dict[str, str] = {}
+    for prop, names in W.PRINCIPLE_NAMES.items():
+        for n in names + PROPERTIES[prop].phrasings:
+            assert seen.setdefault(W._norm(n), prop) == prop, n
+    assert set(W.PRINCIPLE_NAMES) == set(PROPERTIES)
+
+
 def test_noise_rates_are_near_the_config(world):
     cfg = world.config
     remarks = [c for t in world.truth for c in t["comments"] if c["kind"] != "offtopic"]
@@ -315,7 +334,7 @@ def test_policy_prompts():
     ("annotators", 0), ("min_comments", 0), ("max_comments", 99), ("concise_word_limit", 10),
     ("concise_word_limit", 5000), ("seed", 1.5), ("domain_weights", {"poetry": 1.0}),
     ("salience_spread", -1.0), ("domain_weights", {"code": -1.0}), ("domain_weights", {"code": 0.0}),
-    ("domain_weights", {}),
+    ("domain_weights", {}), ("validation_share", 1.5),
 ])
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(ValueError) as err:

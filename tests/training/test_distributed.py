@@ -16,6 +16,7 @@ TINY = ModelSizeConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=
                        head_dim=16, intermediate_size=64, max_position_embeddings=512)
 
 
+@pytest.mark.slow
 def test_scalar_rm_trains_on_two_cpu_processes(tmp_path, capsys):
     world = generate_world(WorldConfig(n_prompts=20, seed=4))
     tok = train_tokenizer(list(corpus_texts(world)), TokenizerConfig(vocab_size=500))
@@ -62,6 +63,7 @@ def test_scalar_rm_trains_on_two_cpu_processes(tmp_path, capsys):
         log["extra"]["eval_accuracy"])
 
 
+@pytest.mark.slow
 def test_bt_entry_point_through_the_single_process_cpu_config(tmp_path):
     world = generate_world(WorldConfig(n_prompts=12, seed=5))
     tok = train_tokenizer(list(corpus_texts(world)), TokenizerConfig(vocab_size=400))
