@@ -294,3 +294,19 @@ def test_an_empty_params_file_is_refused(tmp_path, capsys):
     assert "empty" in one_line(capsys.readouterr().err)
     path.write_text("profile: smoke\n")
     assert load_params(path)["profile"] == "smoke"  # every section at its defaults: stated, not implied
+
+
+def test_a_recorded_base_model_that_is_gone_is_named_with_its_record(tmp_path, monkeypatch):
+    from rlbff_lib.models.lm import base_model
+
+    monkeypatch.chdir(tmp_path)
+    assets = tmp_path / "models" / "assets"
+    (assets / "base_policy").mkdir(parents=True)
+    (assets / "base_policy" / "config.json").write_text("{}")
+    (assets / "base_models.json").write_text(json.dumps({"policy": "models/assets/base_policy",
+                                                         "reward": "models/assets/base_reward"}))
+    assert base_model("policy") == "models/assets/base_policy"
+    with pytest.raises(FileNotFoundError) as e:
+        base_model("reward")
+    assert one_line(str(e.value)) == ("models/assets/base_models.json: reward: models/assets/base_reward: "
+                                      "no such model folder")

@@ -156,7 +156,8 @@ BASE_MODELS_FILE = "base_models.json"
 
 def base_model(role: str, assets_dir: str | Path = "models/assets") -> str:
     """The base model the ``assets`` stage recorded for ``role`` (``policy``: policy and GenRM;
-    ``reward``: scalar and Bradley-Terry RMs): a local folder or a hub name."""
+    ``reward``: scalar and Bradley-Terry RMs): a local folder or a hub name. A recorded folder that is gone
+    raises ``FileNotFoundError`` naming this file and the role, before any training."""
     path = Path(assets_dir) / BASE_MODELS_FILE
     try:
         roles = json.loads(path.read_text())
@@ -164,6 +165,7 @@ def base_model(role: str, assets_dir: str | Path = "models/assets") -> str:
         raise FileNotFoundError(f"{path}: not found; run the assets stage first") from None
     if role not in roles:
         raise KeyError(f"{path}: no base model for role {role!r} (has {sorted(roles)})")
+    check_model_dir(roles[role], f"{path}: {role}")
     return roles[role]
 
 

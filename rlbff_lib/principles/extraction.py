@@ -16,7 +16,8 @@ Backends (``ExtractionConfig.backend``):
   times, then recorded as failed with its reason. The API key is read from the
   environment variable named by ``api_key_env`` and is never written anywhere.
 - ``rules``: an offline, transparent extractor (a phrase lexicon of common principle
-  concepts, polarity and "partially" cues, the sentence as evidence). The smoke default.
+  concepts, polarity and "partially" cues, the sentence as evidence). Smoke uses ``openai`` against
+  the simulated LLM the ``principles`` stage serves itself (``rlbff_lib.synthetic.extraction_server``).
 
 Every answer goes to an append-only JSONL cache (:class:`rlbff_lib.core.cache.JsonlCache`) keyed by
 ``stable_hash(backend, model, prompt_version, feedback_text)``: a killed run resumes
@@ -67,7 +68,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class ExtractionConfig:
     """The ``extraction`` stage.
 
-    backend: ``rules`` (offline lexicon, the smoke default) or ``openai`` (any
+    backend: ``rules`` (offline lexicon) or ``openai`` (any
       OpenAI-compatible chat-completions endpoint).
     base_url: the endpoint's base URL, e.g. ``http://127.0.0.1:8000/v1``; ``/chat/completions``
       is appended.

@@ -5,8 +5,10 @@
 
 Scores come from :func:`rlbff_lib.reward_models.scorers.load_scorer` (the scalar principle RM by
 default: logit(Yes) − logit(No)); ``--max-length`` is its window per input (the prompt plus the
-answer token; default: the model's positions). Without ``--output`` a table goes to stdout; with it,
-one JSON line per response goes to the file and a short summary to stdout. Progress goes to stderr.
+answer token; default: the model's positions; more is refused before the weights load). A principle whose
+question takes over half the prompt window is refused before any scoring: it would push the response out. Without
+``--output`` a table goes to stdout; with it, one JSON line per response goes to the file and a short summary to
+stdout. Progress goes to stderr.
 
 Input records hold ``context`` (chat messages, last one from the user) or ``prompt`` (a
 string, taken as one user turn), and the response to score: ``--response-field FIELD`` names

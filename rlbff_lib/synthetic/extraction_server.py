@@ -38,18 +38,16 @@ import argparse
 import json
 import random
 import re
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator, Literal
 
+from rlbff_lib.core.child import child_server
 from rlbff_lib.core.io import stable_hash
 from rlbff_lib.synthetic import world as W
 
@@ -398,50 +396,16 @@ class ExtractionServer:
         return Handler
 
 
-def get_json(url: str, timeout_s: float = 5.0) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-        return json.loads(resp.read())
-
-
 @contextmanager
 def serve_subprocess(cfg: ServeConfig, timeout_s: float = 60.0) -> Iterator[str]:
     """Run the server in a child process on a free local port; yields its base URL, stops it on exit.
 
-    Fails within ``timeout_s`` naming the reason when the child does not come up.
+    Fails within ``timeout_s`` naming ``principles.serve`` when the child does not come up.
     """
     cmd = [sys.executable, "-m", "rlbff_lib.synthetic.extraction_server", "--port", "0",
            "--config", json.dumps(asdict(cfg))]
-    errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty child never blocks on it
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True)
-    try:
-        line = proc.stdout.readline().strip()  # "serving http://127.0.0.1:PORT/v1 model NAME"
-        if not line.startswith("serving "):
-            proc.kill()
-            proc.wait()
-            errors.seek(0)
-            raise RuntimeError(f"principles.serve: the simulated extraction server did not start: "
-                               f"{(line + ' ' + errors.read()).strip()[-500:]}")
-        base_url = line.split()[1]
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                get_json(base_url + "/models", timeout_s=2.0)
-                break
-            except OSError as e:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"principles.serve: the server at {base_url} does not answer: {e}") from None
-                time.sleep(0.1)
+    with child_server(cmd, "principles.serve (the simulated extraction LLM)", "/models", timeout_s) as base_url:
         yield base_url
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stdout.close()
-        errors.close()
 
 
 def main(argv: list[str] | None = None) -> int:

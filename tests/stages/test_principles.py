@@ -5,7 +5,6 @@ the items and their accuracy against the ground truth (which no dataset may depe
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,8 @@ from rlbff_lib.core.params import REPO_ROOT, load_params
 from rlbff_lib.data.sources import prompt_key
 from rlbff_lib.principles.extraction import ExtractionConfig
 from rlbff_lib.stages import principles as S
-from rlbff_lib.synthetic.extraction_server import ServeConfig, get_json
+from rlbff_lib.core.child import get_json
+from rlbff_lib.synthetic.extraction_server import ServeConfig
 from rlbff_lib.synthetic.world import PROPERTIES, WorldConfig, generate_world
 
 ROOT = REPO_ROOT

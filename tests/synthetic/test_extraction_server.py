@@ -11,6 +11,7 @@ import pytest
 
 from rlbff_lib.principles.extraction import (LEXICON, ExtractionConfig, feedback_items, load_prompt, parse_answer,
                                              AnswerError, run_extraction)
+from rlbff_lib.core.child import get_json
 from rlbff_lib.principles.filters import evidence_score
 from rlbff_lib.synthetic import extraction_server as X
 from rlbff_lib.synthetic import world as W
@@ -172,7 +173,7 @@ def _post(url, body):
 def test_server_answers_the_extraction_prompt_and_nothing_else(world):
     text = next(_texts(world))[0]
     with X.ExtractionServer(X.ServeConfig(malformed_rate=0.0)) as server:
-        models = X.get_json(server.base_url + "/models")
+        models = get_json(server.base_url + "/models")
         assert [m["id"] for m in models["data"]] == [server.model]
         prompt = load_prompt("v1").replace("{feedback}", text)
         status, body = _post(server.base_url + "/chat/completions",
@@ -183,7 +184,7 @@ def test_server_answers_the_extraction_prompt_and_nothing_else(world):
                              {"messages": [{"role": "user", "content": "Write a poem."}]})
         assert status == 400 and "extraction prompt" in body["error"]["message"]
         assert _post(server.base_url + "/embeddings", {})[0] == 404
-        assert X.get_json(server.base_url + "/stats")["requests"] == 1
+        assert get_json(server.base_url + "/stats")["requests"] == 1
 
 
 def test_the_projects_extraction_client_runs_against_it(world, tmp_path):
@@ -216,6 +217,6 @@ def test_the_projects_extraction_client_runs_against_it(world, tmp_path):
 def test_a_child_process_server_starts_and_stops():
     with X.serve_subprocess(X.ServeConfig(seed=3)) as base_url:
         assert re.match(r"^http://127\.0\.0\.1:\d+/v1$", base_url)
-        assert X.get_json(base_url + "/models")["data"][0]["id"] == X.ServeConfig(seed=3).served_model()
+        assert get_json(base_url + "/models")["data"][0]["id"] == X.ServeConfig(seed=3).served_model()
     with pytest.raises(OSError):
-        X.get_json(base_url + "/models", timeout_s=1.0)
+        get_json(base_url + "/models", timeout_s=1.0)
