@@ -2,6 +2,7 @@
 # make test      : create .venv if needed, then run the test suite (all of it)
 # make test-fast : the tests not marked slow (no pipeline notebook, no training run over a few seconds)
 # make sync      : rewrite the notebooks' parameters cells (the key list of each params.yaml section)
+# make rehearsal : every stage under profile rehearsal (the full profile with small local stand-ins) in outputs/rehearsal
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv test test-fast repro check sync clean-outputs
+.PHONY: venv test test-fast repro check sync clean-outputs rehearsal
 
 venv: $(STAMP)
 
@@ -32,6 +33,10 @@ repro: venv
 
 check: venv
 	$(BIN)/python -m rlbff_lib.core.stage check
+
+rehearsal: venv
+	rm -rf outputs/rehearsal
+	$(BIN)/python -m rlbff_lib.stages.rehearsal --root outputs/rehearsal
 
 sync: venv
 	$(BIN)/python -m rlbff_lib.core.stage sync

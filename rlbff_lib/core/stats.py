@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
+from typing import Sequence
 
 CONFIDENCE = 0.95
 
@@ -46,3 +47,31 @@ def percent_interval(accuracy_pct: float, n: float, confidence: float = CONFIDEN
 def share_interval(accuracy: float, n: float, confidence: float = CONFIDENCE) -> list[float]:
     """``[lower, upper]`` as shares of an accuracy given as a share over ``n`` units."""
     return list(wilson_interval(min(n, max(0.0, accuracy * n)), n, confidence))
+
+
+def auroc(positive: Sequence[float], negative: Sequence[float], confidence: float = CONFIDENCE) -> dict:
+    """Area under the ROC curve of a score meant to rank ``positive`` cases above ``negative`` ones, with an interval.
+
+    AUROC = P(score_pos > score_neg) + ½ P(tie) (Mann–Whitney); its variance by DeLong, DeLong and Clarke-Pearson
+    (1988): with V10_i = mean_j ψ(pos_i, neg_j) and V01_j = mean_i ψ(pos_i, neg_j) (ψ = 1, ½, 0 for >, =, <),
+    var = s²(V10)/n_pos + s²(V01)/n_neg (sample variances); interval AUROC ± z·sd clipped to [0, 1].
+    Returns ``{"auroc", "ci": [lower, upper], "n_positive", "n_negative"}`` (shares).
+    """
+    import bisect
+
+    pos, neg = sorted(positive), sorted(negative)
+    n1, n0 = len(pos), len(neg)
+    if n1 < 2 or n0 < 2:
+        raise ValueError(f"positive/negative: AUROC's interval needs >= 2 of each, got {n1}/{n0}")
+
+    def below(xs, x):  # count of xs < x, plus half the count == x
+        lo, hi = bisect.bisect_left(xs, x), bisect.bisect_right(xs, x)
+        return lo + (hi - lo) / 2
+
+    v10 = [below(neg, x) / n0 for x in pos]
+    v01 = [(n1 - below(pos, y)) / n1 for y in neg]  # count of pos > y plus half the ties
+    area = sum(v10) / n1
+    s10 = sum((v - area) ** 2 for v in v10) / (n1 - 1)
+    s01 = sum((v - area) ** 2 for v in v01) / (n0 - 1)
+    half = z_value(confidence) * math.sqrt(s10 / n1 + s01 / n0)
+    return {"auroc": area, "ci": [max(0.0, area - half), min(1.0, area + half)], "n_positive": n1, "n_negative": n0}

@@ -44,7 +44,11 @@ Options from Secrets of RLHF Part II (reference §7), each off by default:
   (the exact ∇_θ would add η ∇²J ∇L, a Hessian-vector product).
 
 Determinism: two runs with the same inputs, config and torch thread count give bit-identical
-weights (``tests/reward_models/test_determinism.py`` trains twice in fresh processes).
+weights, also after a resume (``tests/reward_models/test_determinism.py`` trains twice in fresh
+processes with different hash seeds). The thread count is an input: CPU kernels reduce in
+per-thread chunks, so 1 and 2 threads differ in the last bits, and ``accelerate launch`` takes the
+count from ``OMP_NUM_THREADS``, else from the physical cores it sees (the training log records
+``torch_threads``).
 
 Command line: ``python -m rlbff_lib.reward_models.bradley_terry train --config JOB.json`` (see :mod:`rlbff_lib.training.launch`).
 """

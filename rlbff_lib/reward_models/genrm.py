@@ -220,9 +220,9 @@ def generic_reasoning(principle: str, label: str) -> str:
 
 
 def evidence_reasoning(principle: str, label: str, evidence: str) -> str:
-    """Reasoning from the extraction's evidence quote (what an annotator wrote about the response)."""
-    verdict = "satisfies" if label == "Yes" else "does not satisfy"
-    return f'{evidence.strip()} So the response {verdict} the principle "{principle}".'
+    """Reasoning from the extraction's evidence quote: what an annotator wrote about the response, for this
+    principle and label (the quote alone: short, so a warm start teaches the judgement format quickly)."""
+    return evidence.strip()
 
 
 def _candidate_key(record_id, response_index, principle: str) -> tuple:

@@ -503,29 +503,31 @@ def _bench_row(results: Sequence[dict] | None, cfg: AlignmentStageConfig) -> dic
 # ------------------------------------------------------------------ model cards
 
 
-def _policy_accuracy(row: dict | None, fulfilment: dict | None, what: str) -> list[dict]:
+def _policy_accuracy(row: dict | None, fulfilment: dict | None, fulfilment_note: str, bench_note: str) -> list[dict]:
     """Model-card accuracy rows of one policy: checker-measured fulfilment (``fulfilment``: a
     :func:`rlbff_lib.alignment.policy.fulfilment_gain` or the SFT ``before`` block) and its table row's MT-Bench and
     Arena-Hard (``row``: a ``policies`` entry of :func:`stage_metrics`)."""
+    import math
+
     out = []
     if fulfilment and "gain" in fulfilment:  # a reward's GRPO policies against SFT, over training seeds
-        out.append({"set": f"fulfilment of the trained principles, gain over SFT ({what})", "value": 100 * fulfilment["gain"],
-                    "n": fulfilment.get("n_seeds"), "unit": " pts",
-                    "note": f"mean over {fulfilment.get('n_seeds')} training seeds; seed std "
-                            f"{100 * fulfilment['seed_std']:.1f} pts; items: seeds"})
+        std = fulfilment.get("seed_std")
+        spread = f"seed std {100 * std:.1f} pts" if std is not None and not math.isnan(std) else "one seed: no spread"
+        out.append({"set": "fulfilment of the trained principles, gain over SFT", "value": 100 * fulfilment["gain"],
+                    "n": fulfilment.get("n_seeds"), "unit": " pts", "note": f"{fulfilment_note}; {spread}; items: seeds"})
     elif fulfilment:
         out.append({"set": "fulfilment of the trained principles (share of answers, the world's checkers)",
-                    "value": 100 * fulfilment["trained"], "unit": "%", "note": what})
+                    "value": 100 * fulfilment["trained"], "unit": "%", "note": fulfilment_note})
         out.append({"set": "fulfilment of the held-out principles", "value": 100 * fulfilment["held_out"],
-                    "unit": "%", "note": what})
+                    "unit": "%", "note": fulfilment_note})
     row = row or {}
     if row.get("mt_bench"):
         out.append({"set": f"MT-Bench overall (judge {row['mt_bench']['judge']})", "value": row["mt_bench"]["overall"],
-                    "n": row["mt_bench"].get("n_questions"), "note": f"{what}; score 1-10; items: questions"})
+                    "n": row["mt_bench"].get("n_questions"), "note": f"{bench_note}; score 1-10; items: questions"})
     arena = row.get("arena_hard") or {}
     if arena.get("win_rate") is not None:
         out.append({"set": "Arena-Hard v2 win rate", "value": arena["win_rate"], "ci": arena.get("ci"), "unit": "%",
-                    "note": f"{what}; {arena.get('interval', 'interval')}"})
+                    "note": f"{bench_note}; {arena.get('interval', 'interval')}"})
     return out
 
 
@@ -550,7 +552,7 @@ def write_model_cards(cfg: AlignmentStageConfig, sft: dict, runs: dict[str, list
                            "role": "SFT examples written from the synthetic world (alignment.policy.n_examples)"}],
                  "parameters": asdict(cfg.policy),
                  "training": {k: sft.get(k) for k in ("global_step", "train_loss") if k in sft},
-                 "accuracy": _policy_accuracy(policies.get("sft"), ful.get("before"), seeds)}
+                 "accuracy": _policy_accuracy(policies.get("sft"), ful.get("before"), seeds, "this policy")}
         paths.append(write_model_card(sft["model_dir"], facts))
     for backend, records in runs.items():
         gain = ((ful.get("by_reward") or {}).get(backend) or {}).get("trained")
@@ -564,6 +566,8 @@ def write_model_cards(cfg: AlignmentStageConfig, sft: dict, runs: dict[str, list
                      "parameters": run.get("parameters") or {},
                      "training": {"reward": label, **{k: r.get(k) for k in ("global_step", "n_rows", "n_dropped_too_long")
                                                       if k in r}},
-                     "accuracy": _policy_accuracy(policies.get(backend), gain, f"this reward's {len(records)} policies")}
+                     "accuracy": _policy_accuracy(policies.get(backend), gain,
+                                                  f"mean over this reward's {len(records)} training seed(s)",
+                                                  f"pooled over this reward's {len(records)} polic(ies)")}
             paths.append(write_model_card(r["model_dir"], facts))
     return paths

@@ -5,6 +5,7 @@ Inputs (each optional: a stage not run yet gives "not available" in its figure o
 
     metrics/data.json  assets.json  principles.json  reward_models.json  rm_eval.json  rm_eval.md
     metrics/alignment.json
+    metrics/secrets_ablation.json   (not a stage's: :mod:`rlbff_lib.reward_models.secrets`; :func:`secrets_table`)
 
 Every builder takes plain metrics dicts and returns a matplotlib Figure (figures) or a Markdown
 string (tables); nothing here reads files except :func:`load_inputs`. The paper's numbers are in
@@ -580,6 +581,82 @@ def reward_models_table(reward_models: Mapping | None) -> str:
         lines.append(f"| {name} | {fmt(val.get(name))} | {interval} | {fmt(n.get(name), 0)} |")
     lines.append(f"| majority label | {fmt(_num(_get(reward_models, 'validation', 'majority_baseline')))} | {NA} | {NA} |")
     return "\n".join(lines)
+
+
+SECRETS_COMMAND = ("python -m rlbff_lib.reward_models.secrets --principles-dir data/principles "
+                   "--base-model models/assets/base_reward --work /tmp/secrets --out metrics/secrets_ablation.json")
+SECRETS_COLS = (("validation_pairs", "validation pairs, recorded labels"),
+                ("validation_pairs_clean", "validation pairs, labels without mistakes"),
+                ("principlebench", "PrincipleBench items"), ("principlebench_pairs", "PrincipleBench pairs"))
+
+
+def _acc_ci(r: Any) -> str:
+    """``acc [lo, hi]`` of a ``{accuracy, ci}`` result (percent), "—" without one."""
+    acc, ci = _num(_get(r, "accuracy")), _get(r, "ci")
+    if acc is None:
+        return NA
+    return f"{acc:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else f"{acc:.1f}"
+
+
+def secrets_table(secrets: Mapping | None) -> str:
+    """Markdown: the Secrets-of-RLHF-II ablation (``metrics/secrets_ablation.json``, written by
+    :mod:`rlbff_lib.reward_models.secrets`, not by a pipeline stage): how well each preference strength finds the
+    world's mistaken pairs, and each BT option's accuracies, all with 95% intervals; "not run" without the file."""
+    if not secrets:
+        return f"Secrets of RLHF II ablation: not run (metrics/secrets_ablation.json is missing; `{SECRETS_COMMAND}`)."
+    setup = secrets.get("setup") or {}
+    world, bt = setup.get("world") or {}, setup.get("bt") or {}
+    pairs, wrong = setup.get("pairs") or {}, setup.get("mistaken_pairs") or {}
+    lines = [f"World of {world.get('n_prompts', NA)} prompts (seed {world.get('seed', NA)}), each annotator mixing up "
+             f"the two responses with probability {world.get('preference_mistake_rate', NA)}: "
+             + ", ".join(f"{s} {pairs[s]} pairs ({wrong.get(s, NA)} mistaken)" for s in pairs)
+             + f". Every BT: {fmt(bt.get('num_train_epochs'), 1)} epoch(s); ensemble of {bt.get('ensemble_size', NA)}.",
+             "", "| preference strength | AUROC, mistakes (95% DeLong) | mistakes in the weakest 20% (%) | "
+                 "mistakes overall (%) |", "|---|---:|---:|---:|"]
+    for name, r in (secrets.get("strength") or {}).items():
+        au = _get(r, "auroc") or {}
+        ci = au.get("ci")
+        area = (f"{au['auroc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if _num(au.get("auroc")) is not None and ci
+                else fmt(au.get("auroc"), 3))
+        lines.append(f"| {name} | {area} | {_acc_ci(r.get('mistakes_in_weakest'))} | "
+                     f"{_acc_ci(r.get('mistakes_overall'))} |")
+    lines += ["", "| BT variant | " + " | ".join(t + " (%)" for _, t in SECRETS_COLS) + " | flipped (mistakes) |",
+              "|---|" + "---:|" * (len(SECRETS_COLS) + 1)]
+    variants = secrets.get("variants") or {}
+    listed = [v for v in secrets.get("order") or [] if v in variants]
+    order = listed + sorted(set(variants) - set(listed), key=lambda v: (v != "plain", v))
+    for name in order:
+        r = variants[name]
+        flipped = (f"{r.get('n_flipped')} ({r['flipped_that_were_mistakes']})"
+                   if _num(r.get("flipped_that_were_mistakes")) is not None else NA)
+        lines.append(f"| {r.get('label', name)} | " + " | ".join(_acc_ci(r.get(k)) for k, _ in SECRETS_COLS)
+                     + f" | {flipped} |")
+    plain = variants.get("plain")
+    if plain:
+        apart = [f"{variants[v].get('label', v)} on {t}" for v in order if v != "plain" for k, t in SECRETS_COLS
+                 if _intervals_apart(_get(variants[v], k, "ci"), _get(plain, k, "ci"))]
+        lines += ["", "Intervals: Wilson 95%. " + ("Apart from the plain BT's: " + "; ".join(apart) + "."
+                                                   if apart else "Every variant's interval overlaps the plain BT's: "
+                                                   "no ordering is claimed.")]
+    check = secrets.get("thread_check")
+    if check:
+        one, two = check.get("one_thread") or {}, check.get("two_threads") or {}
+        lines.append(f"The plain BT trained again with 2 torch threads instead of 1: {check.get('tensors_differing')} of "
+                     f"{check.get('tensors')} weight tensors differ (largest difference "
+                     f"{_sci(check.get('largest_weight_difference'))}); "
+                     + ", ".join(f"{t} {fmt(one.get(k))} → {fmt(two.get(k))}" for k, t in SECRETS_COLS) + ".")
+    return "\n".join(lines)
+
+
+def _sci(v: Any) -> str:
+    x = _num(v)
+    return NA if x is None else f"{x:.1e}"
+
+
+def _intervals_apart(a: Any, b: Any) -> bool:
+    """Two ``[lo, hi]`` intervals that do not overlap."""
+    ok = all(isinstance(x, (list, tuple)) and len(x) == 2 for x in (a, b))
+    return ok and (a[0] > b[1] or b[0] > a[1])
 
 
 # ------------------------------------------------------------------ alignment (§6)

@@ -1264,6 +1264,7 @@ class WorldConfig:
     salience_spread: float = 1.5    # sigma of the log-normal per-response salience (0: annotators pick at random)
     concise_word_limit: int = CONCISE_WORD_LIMIT
     validation_share: float = 0.1   # prompts in the official validation split (HelpSteer3: 5%; the rest: train)
+    preference_mistake_rate: float = 0.0  # an annotator mixes up the two responses: their preference is reversed
 
     def __post_init__(self):
         def integer(name, lo, hi):
@@ -1279,7 +1280,7 @@ class WorldConfig:
         integer("max_comments", self.min_comments if isinstance(self.min_comments, int) else 1, 7)
         integer("concise_word_limit", MIN_WORD_LIMIT, MAX_WORD_LIMIT)
         for name in ("property_rate", "partial_rate", "offtopic_rate", "mistake_rate", "neutral_rate",
-                     "validation_share"):
+                     "validation_share", "preference_mistake_rate"):
             x = getattr(self, name)
             if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 <= x <= 1.0:
                 raise ValueError(f"{name}: must be in [0, 1], got {x!r}")
@@ -1303,7 +1304,8 @@ class WorldConfig:
 @dataclass
 class World:
     """A generated world: ``records`` in the HelpSteer3-Feedback schema (what the pipeline sees) and
-    ``truth`` (one row per record id and response 1|2: prompt_info, property values, every remark)."""
+    ``truth`` (one row per record id and response 1|2: prompt_info, property values, every remark, and the
+    record's preference without annotator mix-ups with whether the recorded one is a mistake)."""
 
     config: WorldConfig
     records: list[dict]
@@ -1333,6 +1335,25 @@ def official_split(context: list[dict], cfg: WorldConfig) -> str:
     return "validation" if u < cfg.validation_share else "train"
 
 
+def _mix_ups(prefs: list[dict], notes: list, values: list, cfg: WorldConfig, i: int) -> list[dict]:
+    """Each annotator's preference, or with probability ``cfg.preference_mistake_rate`` the one they give after
+    mixing up the two responses (score negated, reasoning to match). A stream of its own: the rest of the world
+    is the same at any rate."""
+    if not cfg.preference_mistake_rate:
+        return prefs
+    rng = random.Random(f"rlbff-world-mixup:{cfg.seed}:{i}")
+    return [_preference(notes[1][k], notes[0][k], values[1], values[0], rng)
+            if rng.random() < cfg.preference_mistake_rate else p for k, p in enumerate(prefs)]
+
+
+def _overall(prefs: list[dict]) -> int:
+    return max(-3, min(3, _round(sum(p["score"] for p in prefs) / len(prefs))))
+
+
+def _sign(x: int) -> int:
+    return (x > 0) - (x < 0)
+
+
 def generate_world(cfg: WorldConfig | None = None) -> World:
     """Generate the world of ``cfg``: deterministic, record i depends only on (seed, i)."""
     cfg = cfg or WorldConfig()
@@ -1350,17 +1371,23 @@ def generate_world(cfg: WorldConfig | None = None) -> World:
                 raise RuntimeError(f"world record {i}: rendered response disagrees with its properties")
         notes = [_annotate(domain, info, v, r, cfg, rng) for v, r in zip(values, responses)]
         prefs = [_preference(notes[0][k], notes[1][k], values[0], values[1], rng) for k in range(cfg.annotators)]
+        clean = _overall(prefs)  # what the annotators would have said without mixing up the responses
+        prefs = _mix_ups(prefs, notes, values, cfg, i)
         rid = "hs3-" + stable_hash(context, responses[0], responses[1])[:16]  # = data.record_id(record)
         records.append({
             "id": rid, "domain": domain, "language": info["language"], "context": context,
             "response1": responses[0], "response2": responses[1],
             "feedback1": [a["text"] for a in notes[0]], "feedback2": [a["text"] for a in notes[1]],
-            "overall_preference": max(-3, min(3, _round(sum(p["score"] for p in prefs) / len(prefs)))),
+            "overall_preference": _overall(prefs),
             "individual_preference": prefs, "split": official_split(context, cfg),
         })
         for j in range(2):
             truth.append({"id": rid, "response": j + 1, "domain": domain, "prompt_info": info,
-                          "properties": values[j], "comments": [c for a in notes[j] for c in a["comments"]]})
+                          "properties": values[j], "comments": [c for a in notes[j] for c in a["comments"]],
+                          # the record's preference, as the annotators would have given it without mix-ups;
+                          # a mistake: the recorded overall_preference has another sign (reversed, or made/unmade a tie)
+                          "preference_without_mistakes": clean,
+                          "preference_mistake": _sign(_overall(prefs)) != _sign(clean)})
     return World(cfg, records, truth)
 
 

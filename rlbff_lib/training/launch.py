@@ -403,7 +403,7 @@ def run_trainer(trainer, output_dir: str | Path, name: str, extra: dict | None =
     """Train with resume, save ``output_dir/model`` atomically, write ``training_log.json``.
 
     Call on every process. Returns the log (also on non-main processes, unwritten there):
-    ``train``/``eval`` curves (loss in nats per answer token or per pair), ``world_size``,
+    ``train``/``eval`` curves (loss in nats per answer token or per pair), ``world_size``, ``torch_threads``,
     ``steps_per_rank`` (optimizer steps each process took part in, gathered over the
     process group), ``resumed_from``, ``skipped_checkpoints`` and ``extra``.
     """
@@ -425,6 +425,7 @@ def run_trainer(trainer, output_dir: str | Path, name: str, extra: dict | None =
         "global_step": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,
         "world_size": acc.num_processes,
+        "torch_threads": torch.get_num_threads(),  # an input of the result's last bits (CPU kernels reduce per thread)
         "steps_per_rank": steps,
         "resumed_from": resume,
         "skipped_checkpoints": [{"folder": f, "reason": r} for f, r in bad],

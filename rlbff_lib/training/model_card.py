@@ -137,8 +137,8 @@ def model_card(facts: dict) -> str:
     data = facts.get("data") or []
     if data:
         lines += ["| file | items | role |", "|---|---:|---|"]
-        lines += [f"| `{_cell(d.get('file') or '—')}` | {_number(d.get('items'))} | {_cell(d.get('role', ''))} |"
-                  for d in data]
+        lines += [f"| {'`' + _cell(d['file']) + '`' if d.get('file') else '—'} | {_number(d.get('items'))} | "
+                  f"{_cell(d.get('role', ''))} |" for d in data]
     else:
         lines.append("Not recorded.")
 

@@ -28,7 +28,10 @@ from rlbff_lib.core.io import stable_hash
 from rlbff_lib.core.progress import log
 
 NOT_IN_KEY = ("report_to",)  # logging only: a tracker switched on reuses and resumes the same run
-ADDED_FIELDS = {"trl_args": {}, "use_bias_correction_kl": True, "vllm_importance_sampling_correction": True}
+ADDED_FIELDS = {"trl_args": {}, "use_bias_correction_kl": True, "vllm_importance_sampling_correction": True,
+                # BTConfig: Secrets II contrastive learning and MetaRM (off)
+                "contrastive_weight": 0.0, "contrastive_temperature": 0.05, "contrastive_dropout": 0.1,
+                "metarm_file": None, "metarm_step_size": 1e-3, "metarm_batch_size": 4}
 
 
 def file_digest(path: str | Path) -> str:

@@ -69,3 +69,31 @@ def test_other_confidence_levels_and_errors():
             wilson_interval(*args)
     with pytest.raises(ValueError, match="^confidence"):
         wilson_interval(1, 2, 1.0)
+
+
+def test_auroc_matches_sklearn_and_the_delong_variance_written_out():
+    """AUROC against scikit-learn; DeLong's variance from its definition with explicit loops over all pairs."""
+    import random
+
+    from rlbff_lib.core.stats import auroc
+
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = random.Random(0)
+    for n1, n0 in ((5, 7), (40, 60), (3, 200)):
+        pos = [round(rng.gauss(0.8, 1), 1) for _ in range(n1)]  # rounded: ties occur
+        neg = [round(rng.gauss(0.0, 1), 1) for _ in range(n0)]
+        got = auroc(pos, neg)
+        assert got["auroc"] == pytest.approx(metrics.roc_auc_score([1] * n1 + [0] * n0, pos + neg), abs=1e-12)
+        psi = [[1.0 if x > y else 0.5 if x == y else 0.0 for y in neg] for x in pos]
+        a = sum(map(sum, psi)) / (n1 * n0)
+        v10 = [sum(row) / n0 for row in psi]
+        v01 = [sum(psi[i][j] for i in range(n1)) / n1 for j in range(n0)]
+        var = (sum((v - a) ** 2 for v in v10) / (n1 - 1)) / n1 + (sum((v - a) ** 2 for v in v01) / (n0 - 1)) / n0
+        half = 1.959963984540054 * var ** 0.5
+        assert got["ci"] == pytest.approx([max(0, a - half), min(1, a + half)], abs=1e-12)
+        assert (got["n_positive"], got["n_negative"]) == (n1, n0)
+    perfect = auroc([2.0, 3.0], [0.0, 1.0])
+    assert perfect == {"auroc": 1.0, "ci": [1.0, 1.0], "n_positive": 2, "n_negative": 2}
+    assert auroc([1.0, 1.0], [1.0, 1.0])["auroc"] == 0.5
+    with pytest.raises(ValueError, match="^positive/negative"):
+        auroc([1.0], [0.0, 2.0])

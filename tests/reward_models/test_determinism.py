@@ -56,7 +56,8 @@ def run_twice(module: str, job: TrainJob, tmp_path: Path) -> list[dict]:
         proc = subprocess.run([sys.executable, "-m", module, "train", "--config", str(path)], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        assert json.loads((out / "training_log.json").read_text())["global_step"] == STEPS["max_steps"]
+        log = json.loads((out / "training_log.json").read_text())
+        assert log["global_step"] == STEPS["max_steps"] and log["torch_threads"] == 1
         weights.append(load_file(str(out / "model" / "model.safetensors")))
     return weights
 

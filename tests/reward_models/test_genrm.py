@@ -271,7 +271,7 @@ def test_attach_reasoning_reads_extracted_evidence_only(items, tok):
     assert counts == {"evidence": 3, "generic": 3}
     for k, (it, o) in enumerate(zip(sub, out)):
         want = (generic_reasoning(it["principle"], it["label"]) if k in (1, 2, 3)
-                else evidence_reasoning(it["principle"], it["label"], f"Quote {k}: the code sits in a fence."))
+                else f"Quote {k}: the code sits in a fence.")  # the quote itself
         assert o["sft_reasoning"] == want
     assert "sft_reasoning" not in sub[0]  # inputs untouched
     assert attach_reasoning(sub)[1] == {"evidence": 0, "generic": 6}

@@ -147,6 +147,7 @@ def _check_the_data_claims(res):
     assert {i["label"] for i in res.items} == {"Yes", "No"}
 
 
+@pytest.mark.slow
 def test_small_world_through_the_served_llm(tmp_path, minilm):
     world = generate_world(WorldConfig(n_prompts=200, seed=11))
     src = tmp_path / "source"

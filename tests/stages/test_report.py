@@ -233,3 +233,32 @@ def test_report_stage_runs_with_some_metrics_missing_and_exports_markdown(tmp_pa
     assert "| ours: scalar RM [1.3M] | 61.0 |" in md and "| paper: Qwen3-32B + RLBFF | 9.50 |" in md
     assert "metrics/alignment.json is missing" in md
     assert "import " not in md and "\n\n\n" not in md  # code is left out, blank runs collapsed
+
+
+def test_secrets_table_reads_the_ablation_and_says_not_run():
+    assert R.secrets_table(None).startswith("Secrets of RLHF II ablation: not run")
+    res = lambda a, lo, hi: {"accuracy": a, "ci": [lo, hi], "n": 100}
+    metrics = {
+        "setup": {"world": {"n_prompts": 2000, "seed": 0, "preference_mistake_rate": 0.3},
+                  "pairs": {"train": 600, "validation": 90}, "mistaken_pairs": {"train": 110, "validation": 15},
+                  "bt": {"num_train_epochs": 1.0, "ensemble_size": 4}},
+        "strength": {"ensemble": {"auroc": {"auroc": 0.8123, "ci": [0.75, 0.87]}, "mistakes_in_weakest": res(55, 47, 63),
+                                  "mistakes_overall": res(18, 15, 21)}},
+        "variants": {"smoothing": {"label": "smooth", "validation_pairs": res(70, 60, 78),
+                                   "principlebench": res(58, 55, 61)},
+                     "plain": {"label": "plain BT", "validation_pairs": res(71, 61, 79), "principlebench": res(40, 37, 43)},
+                     "flip": {"label": "flip", "validation_pairs": res(72, 62, 80), "n_flipped": 60,
+                              "flipped_that_were_mistakes": 33}},
+        "thread_check": {"tensors_differing": 40, "tensors": 47, "largest_weight_difference": 2.5e-05,
+                         "one_thread": {"principlebench": 40.0}, "two_threads": {"principlebench": 41.2}},
+    }
+    text = R.secrets_table(metrics)
+    assert "train 600 pairs (110 mistaken)" in text and "ensemble of 4" in text
+    assert "| ensemble | 0.812 [0.750, 0.870] | 55.0 [47.0, 63.0] | 18.0 [15.0, 21.0] |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "[" in line and "ensemble |" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| plain BT", "| flip", "| smooth"]  # plain first
+    assert "| flip | 72.0 [62.0, 80.0] | — | — | — | 60 (33) |" in text
+    assert "Apart from the plain BT's: smooth on PrincipleBench items." in text  # [55, 61] vs [37, 43]
+    assert "40 of 47 weight tensors differ (largest difference 2.5e-05)" in text and "PrincipleBench items 40.0 → 41.2" in text
+    metrics["variants"]["smoothing"]["principlebench"] = res(42, 39, 45)
+    assert "no ordering is claimed" in R.secrets_table(metrics)

@@ -348,3 +348,28 @@ def test_config_cross_field_checks():
     with pytest.raises(ValueError, match="^partial_rate: "):
         WorldConfig(partial_rate=0.6, mistake_rate=0.6)
     assert WorldConfig(mistake_rate=1.0, partial_rate=0.0).mistake_rate == 1.0
+
+
+def test_preference_mistakes_are_mix_ups_the_truth_records():
+    """An annotator who mixes up the two responses gives the reversed score; the truth records the preference
+    without mix-ups and flags a record whose overall preference changed sign (helper J, Secrets-II ablation)."""
+    cfg = WorldConfig(n_prompts=400, seed=3)
+    clean, noisy = W.generate_world(cfg), W.generate_world(WorldConfig(n_prompts=400, seed=3, preference_mistake_rate=0.3))
+    assert not any(t["preference_mistake"] for t in clean.truth)
+    assert all(t["preference_without_mistakes"] == r["overall_preference"]
+               for r in clean.records for t in clean.truth if t["id"] == r["id"])
+    sign = lambda x: (x > 0) - (x < 0)
+    mistakes = reversed_ = 0
+    for a, b in zip(clean.records, noisy.records):
+        assert {k: v for k, v in a.items() if "preference" not in k} == {k: v for k, v in b.items() if "preference" not in k}
+        flips = [pa["score"] == -pb["score"] != 0 for pa, pb in zip(a["individual_preference"], b["individual_preference"])]
+        same = [pa == pb for pa, pb in zip(a["individual_preference"], b["individual_preference"])]
+        assert all(f or s or pa["score"] == 0 for f, s, pa in zip(flips, same, a["individual_preference"]))
+        t = next(t for t in noisy.truth if t["id"] == b["id"])
+        assert t["preference_without_mistakes"] == a["overall_preference"]
+        assert t["preference_mistake"] == (sign(b["overall_preference"]) != sign(a["overall_preference"]))
+        mistakes += t["preference_mistake"]
+        reversed_ += sign(b["overall_preference"]) == -sign(a["overall_preference"]) != 0
+    assert 0.1 < mistakes / len(noisy.records) < 0.5 and reversed_ > 0
+    with pytest.raises(ValueError, match="^preference_mistake_rate"):
+        WorldConfig(preference_mistake_rate=1.5)

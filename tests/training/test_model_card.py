@@ -93,5 +93,7 @@ def test_policy_cards_go_in_each_policy_folder_never_in_the_base_model(tmp_path)
     assert paths == [g / "README.md" for g in grpo] and not (base / "README.md").exists()
     card = paths[1].read_text()
     assert "# GRPO policy, reward: scalar RM, seed 1" in card and "Not a reward model" in card
-    assert "| fulfilment of the trained principles, gain over SFT (this reward's 2 policies) | 12.0 pts |" in card
+    assert ("| fulfilment of the trained principles, gain over SFT | 12.0 pts | — | 2 | mean over this reward's 2 "
+            "training seed(s); seed std 2.0 pts; items: seeds |") in card
+    assert "| — | 512 | prompts generated from the synthetic world (alignment.grpo.n_prompts) |" in card
     assert "| Arena-Hard v2 win rate | 31.5% | [28.0%, 35.2%] |" in card
