@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
+from rlbff_lib.core.stats import welch_test, wilson_interval
 from rlbff_lib.synthetic import world as W
 from rlbff_lib.training.launch import TrainJob, job_cli, run_trainer
 
@@ -375,7 +376,8 @@ def fulfilment(policy, tokenizer, prompts: Sequence[dict], properties: Sequence[
     passed in (``generations``, as :func:`generate` returns them).
 
     Returns ``rates`` (property → share of final answers the checker accepts), ``counts``
-    (property → responses judged), ``trained``/``held_out`` (mean rate over the properties in /
+    (property → responses judged), ``rates_ci`` (property → 95% Wilson ``[lower, upper]`` of the rate
+    over its ``counts`` answers, None when none), ``trained``/``held_out`` (mean rate over the properties in /
     not in ``trained``, NaN when empty), ``mean_words`` (whitespace words of the final answer),
     ``mean_prose_words`` (words outside code, what ``concise`` counts), ``mean_tokens``
     (completion tokens incl. EOS and thinking), ``terminated`` (share ending in EOS),
@@ -403,6 +405,7 @@ def fulfilment(policy, tokenizer, prompts: Sequence[dict], properties: Sequence[
     return {
         "rates": rates,
         "counts": {p: len(v) for p, v in hits.items()},
+        "rates_ci": {p: list(wilson_interval(sum(v), len(v))) if v else None for p, v in hits.items()},
         "trained": _mean([r for p, r in rates.items() if p in trained_set and hits[p]]),
         "held_out": _mean([r for p, r in rates.items() if p not in trained_set and hits[p]]),
         "mean_words": _mean([len(g.answer.split()) for g in generations]),
@@ -422,8 +425,10 @@ def fulfilment_gain(baseline: Sequence[dict], runs: Sequence[dict], key: str = "
     "held_out", "mean_tokens", ...).
 
     Returns ``baseline_mean``, ``mean``, ``gain`` (mean − baseline_mean), ``seed_std`` (sample
-    std over ``runs``; NaN with one run), ``baseline_std``, ``n_seeds`` and ``significant``:
-    gain > 2 × seed_std (the bar the alignment stage sets; False with fewer than two runs).
+    std over ``runs``; NaN with one run), ``baseline_std``, ``n_seeds``, the gain's 95% interval
+    ``ci`` and two-sided ``p_value`` by :func:`rlbff_lib.core.stats.welch_test` (runs against
+    baseline; None with one run), ``test`` (which test ran) and ``significant``: the gain is above
+    noise, i.e. its interval lies above 0 (False with fewer than two runs).
     """
     import statistics
 
@@ -432,10 +437,11 @@ def fulfilment_gain(baseline: Sequence[dict], runs: Sequence[dict], key: str = "
     base = [float(r[key]) for r in baseline]
     vals = [float(r[key]) for r in runs]
     std = statistics.stdev(vals) if len(vals) > 1 else float("nan")
-    gain = statistics.fmean(vals) - statistics.fmean(base)
-    return {"key": key, "baseline_mean": statistics.fmean(base), "mean": statistics.fmean(vals), "gain": gain,
+    test = welch_test(vals, base)
+    return {"key": key, "baseline_mean": statistics.fmean(base), "mean": statistics.fmean(vals), "gain": test["mean"],
             "seed_std": std, "baseline_std": statistics.stdev(base) if len(base) > 1 else float("nan"),
-            "n_seeds": len(vals), "significant": len(vals) > 1 and gain > 2 * std}
+            "n_seeds": len(vals), "ci": test["ci"], "p_value": test["p_value"], "df": test["df"], "test": test["test"],
+            "significant": test["ci"] is not None and test["ci"][0] > 0}
 
 
 def data_fulfilment(examples: Sequence[dict], properties: Sequence[str]) -> dict[str, float]:

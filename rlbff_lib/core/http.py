@@ -315,15 +315,17 @@ class ChatClient:
 
     # -- completions
     async def acomplete(self, messages: Sequence[dict], max_tokens: int = 1024, temperature: float = 0.0,
-                        top_logprobs: int | None = None, tag: str = "") -> dict:
+                        top_logprobs: int | None = None, tag: str = "", extra: dict | None = None) -> dict:
         """One completion (see :func:`parse_completion`); on the client's loop (:meth:`run`).
 
         ``top_logprobs``: alternatives asked per token (None: no log-probabilities). ``tag``: the
-        caller's prompt version, part of the cache key. Raises :class:`RequestFailed` (counted) or
-        :class:`EndpointError` (and every later call raises it too, without sending).
+        caller's prompt version, part of the cache key. ``extra``: other request fields (e.g.
+        ``top_p``, ``seed``, vLLM's ``top_k`` and ``chat_template_kwargs``), part of the cache key.
+        Raises :class:`RequestFailed` (counted) or :class:`EndpointError` (and every later call
+        raises it too, without sending).
         """
         payload: dict[str, Any] = {"model": self.cfg.model, "messages": list(messages), "max_tokens": max_tokens,
-                                   "temperature": temperature}
+                                   "temperature": temperature, **(extra or {})}
         if top_logprobs:
             payload.update(logprobs=True, top_logprobs=top_logprobs)
         key = request_key(self.cfg.model, tag, payload) if self.cache is not None else None
@@ -344,9 +346,9 @@ class ChatClient:
         return answer
 
     def complete(self, messages: Sequence[dict], max_tokens: int = 1024, temperature: float = 0.0,
-                 top_logprobs: int | None = None, tag: str = "") -> dict:
+                 top_logprobs: int | None = None, tag: str = "", extra: dict | None = None) -> dict:
         """:meth:`acomplete` from plain (threaded) code."""
-        return self.run(self.acomplete(messages, max_tokens, temperature, top_logprobs, tag))
+        return self.run(self.acomplete(messages, max_tokens, temperature, top_logprobs, tag, extra))
 
     async def _post(self, payload: dict) -> dict:
         httpx, c = self._httpx, self.cfg

@@ -358,6 +358,9 @@ class PolicyEvalConfig:
     2048), arena_judge_max_tokens (arena-hard-v2.0.yaml: 16000), judge_concurrency, judge_timeout_s:
     the :class:`OpenAIJudge`. weight: strong-verdict
     weight (3). n_bootstrap: Arena-Hard bootstrap rounds (100). seed: subsets, sampling, bootstrap.
+    generation_server: null (answers by HF ``generate`` of the policy in memory) or ``{base_url, model,
+    api_key_env}`` of an OpenAI-compatible server (``vllm serve``) of the policy being evaluated
+    (:mod:`rlbff_lib.models.generation`); :meth:`preflight` checks it in seconds.
     """
 
     mtbench_limit: int | None = 8
@@ -388,6 +391,7 @@ class PolicyEvalConfig:
     weight: int = 3
     n_bootstrap: int = 100
     seed: int = 0
+    generation_server: dict | None = None
 
     def __post_init__(self):
         for name in ("mtbench_limit", "arena_limit"):
@@ -411,6 +415,13 @@ class PolicyEvalConfig:
                              f"{self.rating_temperature}/{self.judge_timeout_s}")
         if self.judge_api_key_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", self.judge_api_key_env):
             raise ValueError("judge_api_key_env: must be the NAME of an environment variable, not the key itself")
+        self.server()  # a malformed generation_server fails here
+
+    def server(self):
+        """The :class:`rlbff_lib.core.http.EndpointConfig` of ``generation_server`` (None: HF generate)."""
+        from rlbff_lib.models.generation import server_endpoint
+
+        return server_endpoint(self.generation_server, f"{PARAMS}.generation_server", "policy generation server")
 
     def endpoint(self, model: str, model_param: str, service: str):
         """The :class:`rlbff_lib.core.http.EndpointConfig` of an ``openai`` judge serving ``model``
@@ -433,6 +444,8 @@ class PolicyEvalConfig:
         if self.judge == "openai":
             for endpoint in self.endpoints():
                 endpoint.check()
+        if self.server() is not None:
+            self.server().check()
 
 
 def make_judges(cfg: PolicyEvalConfig, scorer=None, cache_path: str | os.PathLike | None = None):
@@ -458,15 +471,18 @@ def make_judges(cfg: PolicyEvalConfig, scorer=None, cache_path: str | os.PathLik
 
 def generate_answers(policy, tokenizer, conversations: list[list[dict]], temperatures: list[float],
                      cfg: PolicyEvalConfig, seed: int) -> list:
-    """Generate one answer per conversation, batching conversations that share a temperature."""
-    from rlbff_lib.alignment.policy import generate
+    """Generate one answer per conversation, batching conversations that share a temperature; through
+    ``cfg.generation_server`` when it names one (:func:`rlbff_lib.models.generation.generate_chat`)."""
+    from rlbff_lib.models.generation import generate_chat
 
+    server = cfg.server()
     out = [None] * len(conversations)
     for t in sorted(set(temperatures)):
         idx = [i for i, x in enumerate(temperatures) if x == t]
-        gens = generate(policy, tokenizer, [conversations[i] for i in idx], max_new_tokens=cfg.max_new_tokens,
-                        temperature=t, top_p=cfg.top_p, top_k=cfg.top_k, batch_size=cfg.batch_size, seed=seed,
-                        chat_template_kwargs=cfg.chat_template_kwargs, max_prompt_tokens=cfg.max_prompt_tokens)
+        gens = generate_chat([conversations[i] for i in idx], max_new_tokens=cfg.max_new_tokens, temperature=t,
+                             top_p=cfg.top_p, top_k=cfg.top_k, seed=seed, chat_template_kwargs=cfg.chat_template_kwargs,
+                             max_prompt_tokens=cfg.max_prompt_tokens, batch_size=cfg.batch_size, model=policy,
+                             tokenizer=tokenizer, server=server)
         for i, g in zip(idx, gens):
             out[i] = g
     return out

@@ -4,7 +4,8 @@ Nothing here feeds a dataset: extraction, filters, consensus and the merge never
 (``truth.jsonl``); this module only scores what they produced. A principle is mapped to a world
 property (:func:`map_principles`); an item (or an annotator-level principle) is *correct* when its
 property applies to the response (one of the response's ground-truth properties) AND its label
-equals that property's checker value. "Partially" is never correct (the truth is binary).
+equals that property's checker value. "Partially" is never correct (the truth is binary). Every
+accuracy, precision, recall and share carries its 95% Wilson interval beside it (``ci`` or ``<key>_ci``).
 
 Measured: the accuracy entering and leaving each filter (:func:`funnel_accuracy`), the items and
 accuracy of the whole pipeline with one step switched off (:func:`ablation`), per-property precision
@@ -17,6 +18,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from rlbff_lib.core.stats import wilson_interval
 from rlbff_lib.principles.consensus import ConsensusConfig, Embeddings, score_survivors
 from rlbff_lib.principles.datasets import MergeConfig, Merger, merge_groups
 from rlbff_lib.principles.filters import FILTER_STEPS
@@ -139,13 +141,19 @@ def as_items(cands: list[dict]) -> list[dict]:
              "response_index": c["response"]} for c in cands]
 
 
+def rate_ci(k: int, n: int) -> list[float] | None:
+    """The 95% Wilson ``[lower, upper]`` (shares, 4 decimals) of k right out of n; None when n is 0."""
+    return [round(x, 4) for x in wilson_interval(k, n)] if n else None
+
+
 def accuracy(items: list[dict], tidx: dict, mapping: dict) -> dict:
-    """Share of items whose principle maps to a property of the response with the checker's label."""
+    """Share of items whose principle maps to a property of the response with the checker's label:
+    ``{items, accuracy, ci (95% Wilson over the items), verdicts}``."""
     verdicts = Counter(judge(i["principle"], i["label"], tidx.get((i["record_id"], i["response_index"])), mapping)
                        for i in items)
     n = sum(verdicts.values())
     return {"items": n, "accuracy": round(verdicts["correct"] / n, 4) if n else None,
-            "verdicts": dict(sorted(verdicts.items()))}
+            "ci": rate_ci(verdicts["correct"], n), "verdicts": dict(sorted(verdicts.items()))}
 
 
 def comment_kind(cand: dict, truth_row: dict | None) -> str:
@@ -193,7 +201,9 @@ def per_property(items: list[dict], tidx: dict, mapping: dict) -> dict:
     for prop in PROPERTIES:
         n, s = mapped[prop]["items"], salient[prop]
         out[prop] = {"items": n, "precision": round(mapped[prop]["correct"] / n, 4) if n else None,
-                     "salient": len(s), "recall": round(len(s & found) / len(s), 4) if s else None}
+                     "precision_ci": rate_ci(mapped[prop]["correct"], n),
+                     "salient": len(s), "recall": round(len(s & found) / len(s), 4) if s else None,
+                     "recall_ci": rate_ci(len(s & found), len(s))}
     return out
 
 
@@ -203,19 +213,22 @@ def funnel_accuracy(cands: list[dict], items: list[dict], string_items: list[dic
                     mapping: dict) -> dict:
     """Per step (keys in step order): annotator-level principles entering and leaving it, removed, and
     the accuracy of each; then the merge: kept principles -> items by meaning, beside items by string."""
-    acc = lambda cs: accuracy(as_items(cs), tidx, mapping)["accuracy"]
+    def acc(name: str, its: list[dict]) -> dict:  # {accuracy_<name>, accuracy_<name>_ci}
+        a = accuracy(its, tidx, mapping)
+        return {f"accuracy_{name}": a["accuracy"], f"accuracy_{name}_ci": a["ci"]}
+
     out, entering = {}, [c for c in cands]
     for i, step in enumerate(FUNNEL, 1):
         leaving = [c for c in entering if c["fate"] != step]
         removed = [c for c in entering if c["fate"] == step]
         out[f"{i}_{step}"] = {"in": len(entering), "out": len(leaving), "removed": len(removed),
-                              "accuracy_in": acc(entering), "accuracy_out": acc(leaving),
-                              "accuracy_removed": acc(removed)}
+                              **acc("in", as_items(entering)), **acc("out", as_items(leaving)),
+                              **acc("removed", as_items(removed))}
         entering = leaving
+    string = accuracy(string_items, tidx, mapping)
     out[f"{len(FUNNEL) + 1}_merge"] = {
-        "in": len(entering), "out": len(items), "accuracy_in": acc(entering),
-        "accuracy_out": accuracy(items, tidx, mapping)["accuracy"],
-        "string_merge": {"items": len(string_items), "accuracy": accuracy(string_items, tidx, mapping)["accuracy"]},
+        "in": len(entering), "out": len(items), **acc("in", as_items(entering)), **acc("out", items),
+        "string_merge": {"items": len(string_items), "accuracy": string["accuracy"], "ci": string["ci"]},
         "note": "in: annotator-level principles kept by consensus; out: items (one per response and principle "
                 "meaning, majority label); string_merge: the same principles merged only when identical"}
     return out
@@ -238,7 +251,8 @@ def ablation(cands: list[dict], participants: dict, emb: Embeddings, consensus: 
         ids = {c["cand_id"] for c in surv}
         items, stats = mergers[method].groups(lambda c: c["cand_id"] in ids)
         a = accuracy(items, tidx, mapping)
-        return {"principles": len(surv), "items": len(items), "accuracy": a["accuracy"], "label_ties": stats["label_ties"]}
+        return {"principles": len(surv), "items": len(items), "accuracy": a["accuracy"], "ci": a["ci"],
+                "label_ties": stats["label_ties"]}
 
     return {"as_configured": run(), "without_evidence_filter": run(("evidence",)),
             "without_helpfulness_filter": run(("helpfulness",)), "without_partially_filter": run(("partially",)),
@@ -267,18 +281,21 @@ def evaluate_synthetic(cands: list[dict], items: list[dict], participants: dict,
         k = comment_kind(c, tidx.get((c["record_id"], c["response"])))
         kinds[k]["after_partially"] += 1
         kinds[k]["kept"] += c["fate"] == "kept"
-    principle_acc = lambda cs: accuracy(as_items(cs), tidx, mapping)["accuracy"]
+    p_before, p_after = accuracy(as_items(survivors), tidx, mapping), accuracy(as_items(kept), tidx, mapping)
     metrics = {
         "accuracy_before_consensus": before["accuracy"], "accuracy_after_consensus": after["accuracy"],
+        "accuracy_before_consensus_ci": before["ci"], "accuracy_after_consensus_ci": after["ci"],
         "items_before_consensus": before["items"], "items_after_consensus": after["items"],
         "verdicts_before_consensus": before["verdicts"], "verdicts_after_consensus": after["verdicts"],
-        "principle_accuracy_before_consensus": principle_acc(survivors),
-        "principle_accuracy_after_consensus": principle_acc(kept),
+        "principle_accuracy_before_consensus": p_before["accuracy"],
+        "principle_accuracy_after_consensus": p_after["accuracy"],
+        "principle_accuracy_before_consensus_ci": p_before["ci"], "principle_accuracy_after_consensus_ci": p_after["ci"],
         "removed_by_consensus": accuracy(as_items(removed), tidx, mapping),
         "funnel": funnel_accuracy(cands, items, string_items, tidx, mapping),
         "ablation": ablation(cands, participants, emb, consensus, merge, tidx, mapping),
         "remark_kinds": {k: {"after_partially": v["after_partially"], "kept": v["kept"],
-                             "kept_share": round(v["kept"] / v["after_partially"], 4) if v["after_partially"] else None}
+                             "kept_share": round(v["kept"] / v["after_partially"], 4) if v["after_partially"] else None,
+                             "kept_share_ci": rate_ci(v["kept"], v["after_partially"])}
                          for k, v in sorted(kinds.items())},
         "per_property_before_consensus": per_property(items_before, tidx, mapping),
         "per_property_after_consensus": per_property(items, tidx, mapping),
@@ -293,6 +310,7 @@ def evaluate_synthetic(cands: list[dict], items: list[dict], participants: dict,
             "principles entering and leaving it and their accuracy. ablation: the whole pipeline with one step "
             "switched off. recall (per property): share of (response, property) pairs with a salient remark (an "
             "annotator remark stating the true polarity) that have a correct item. remark_kinds: which world "
-            "remark each principle came from (its evidence holds or closely matches the remark)."),
+            "remark each principle came from (its evidence holds or closely matches the remark). ci / <key>_ci: "
+            "the 95% Wilson interval of the share beside it, over the items (or principles) it counts."),
     }
     return metrics, mapping

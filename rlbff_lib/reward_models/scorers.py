@@ -97,6 +97,8 @@ class Scorer:
     max_new_tokens: int = 512
     path: str | None = None
     show_progress: bool = False
+    server: Any = None  # genrm: an EndpointConfig serving the model (model may then be None)
+    positions: int | None = None  # the model's positions when model is None
 
     def __post_init__(self):
         where = f" ({self.path})" if self.path else ""
@@ -106,7 +108,9 @@ class Scorer:
             raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
-        positions = max_positions(self.model)
+        positions = max_positions(self.model) if self.model is not None else self.positions
+        if self.server is not None and self.kind != "genrm":
+            raise ValueError(f"generation_server: only the genrm kind generates, not {self.kind!r}")
         self.max_length_requested = self.max_length
         if self.max_length is None or (positions and self.max_length > positions):
             self.max_length = positions
@@ -128,7 +132,7 @@ class Scorer:
     def __call__(self, conversations: Sequence[str | Sequence[dict]], responses: Sequence[str],
                  principles: str | Sequence[str] | None = None):
         """Scores of ``responses`` (N) to ``conversations`` (N) under ``principles`` (one or N; bt: ignored)."""
-        if self.model is None:
+        if self.model is None and self.server is None:
             raise RuntimeError("scorer: the model was released")
         if self.kind == "bt":
             if len(conversations) != len(responses):
@@ -139,6 +143,11 @@ class Scorer:
         principles = per_response(conversations, responses, principles)
         if self.kind == "scalar":
             return self._scalar(conversations, responses, principles)
+        if self.server is not None:  # the GenRM behind vllm serve (rlbff_lib.models.generation)
+            from rlbff_lib.models.generation import genrm_score_served
+
+            return genrm_score_served(conversations, responses, principles, self.tokenizer, self.server,
+                                      max_new_tokens=self.max_new_tokens, max_prompt_length=self.prompt_budget)
         from rlbff_lib.reward_models.genrm import genrm_score
 
         return genrm_score(conversations, responses, principles, self.model, self.tokenizer,
@@ -181,6 +190,10 @@ class Scorer:
         """Facts for a report: path, kind, parameters, positions, max_length, prompt budget, device, dtype."""
         from rlbff_lib.models.lm import count_parameters
 
+        if self.model is None:
+            return {"path": self.path, "kind": self.kind, "server": f"{self.server.base_url} ({self.server.model})",
+                    "max_position_embeddings": self.positions, "max_length": self.max_length,
+                    "max_length_requested": self.max_length_requested, "prompt_budget": self.prompt_budget}
         weight = self.model.get_input_embeddings().weight
         return {"path": self.path, "kind": self.kind, "parameters": count_parameters(self.model),
                 "max_position_embeddings": max_positions(self.model), "max_length": self.max_length,
@@ -189,7 +202,7 @@ class Scorer:
 
     def release(self) -> None:
         """Free the weights (CPU and GPU memory) before the next model loads."""
-        self.model = None
+        self.model = self.server = None
         gc.collect()
         import torch
 
@@ -223,8 +236,28 @@ def load_model(kind: str, path: str | Path, device_map: str | None = None):
 
 
 def load_scorer(kind: str, path: str | Path, max_length: int | None = None, batch_size: int = 8,
-                max_new_tokens: int = 512, device_map: str | None = None, show_progress: bool = False) -> Scorer:
-    """The :class:`Scorer` of the ``kind`` reward model at ``path`` (see the module docstring)."""
+                max_new_tokens: int = 512, device_map: str | None = None, show_progress: bool = False,
+                server=None) -> Scorer:
+    """The :class:`Scorer` of the ``kind`` reward model at ``path`` (see the module docstring).
+
+    ``server`` (genrm only): the :class:`~rlbff_lib.core.http.EndpointConfig` of a server of that
+    model (``vllm serve`` of ``path``): checked in seconds (it answers, serves the model, returns
+    log-probabilities), then only the tokenizer and config are loaded and generation goes there."""
+    if server is not None:
+        from transformers import AutoConfig
+
+        from rlbff_lib.models.lm import check_model_dir
+        from rlbff_lib.models.tokenizer import load_tokenizer
+        from rlbff_lib.reward_models.genrm import TOP_LOGPROBS
+
+        if kind != "genrm":
+            raise ValueError(f"generation_server: only the genrm kind generates, not {kind!r}")
+        check_model_dir(path)
+        server.check(need_logprobs=True, top_logprobs=TOP_LOGPROBS)
+        config = AutoConfig.from_pretrained(str(path)).get_text_config()
+        return Scorer(kind, None, load_tokenizer(path), max_length=max_length, batch_size=batch_size,
+                      max_new_tokens=max_new_tokens, path=str(path), show_progress=show_progress, server=server,
+                      positions=getattr(config, "max_position_embeddings", None))
     model, tokenizer = load_model(kind, path, device_map)
     return Scorer(kind, model, tokenizer, max_length=max_length, batch_size=batch_size,
                   max_new_tokens=max_new_tokens, path=str(path), show_progress=show_progress)

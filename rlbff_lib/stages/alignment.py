@@ -14,7 +14,8 @@ output, so an interrupted stage resumes and a changed config or input gets a fre
    answers to held-out world prompts, for the trained principles and the held-out ones, plus
    response length (length hacking shows there). The SFT policy is sampled with the same seeds
    as the GRPO runs; ``gain`` = mean over seeds of (GRPO − SFT) on the trained principles
-   (:func:`rlbff_lib.alignment.policy.fulfilment_gain`, significant when > 2 × the seed-to-seed std).
+   (:func:`rlbff_lib.alignment.policy.fulfilment_gain`: Welch's t-test of GRPO seeds against SFT seeds, its 95%
+   interval and p; above noise when the interval lies above 0).
 4. **MT-Bench, Arena-Hard v2** (:mod:`rlbff_lib.evaluation.policy_bench`) **and WildBench v2**
    (:mod:`rlbff_lib.evaluation.wildbench`) for the SFT policy and every GRPO run; the smoke judge is
    the project's own principle RM, labelled as such everywhere. A reward's seeds are pooled (ours):
@@ -398,7 +399,18 @@ def _brief(f: dict) -> dict:
     """A fulfilment result without its bulk (what the metrics file keeps per run)."""
     keys = ("rates", "trained", "held_out", "mean_words", "mean_prose_words", "mean_tokens", "terminated",
             "language_ok", "n_responses")
-    return {k: f[k] for k in keys}
+    return {k: f[k] for k in keys} | _rate_intervals(f["rates"], f.get("counts"))
+
+
+def _rate_intervals(rates: dict, counts: dict | None) -> dict:
+    """``{counts, rates_ci}``: each property's 95% Wilson interval over its answers (``rates``: shares; ``counts``:
+    answers judged per property, None for results without counts, then no intervals)."""
+    from rlbff_lib.core.stats import share_interval
+
+    if counts is None:
+        return {"counts": None, "rates_ci": None}
+    return {"counts": dict(counts), "rates_ci": {p: share_interval(r, counts[p]) if counts.get(p) else None
+                                                 for p, r in rates.items()}}
 
 
 def _mean_rates(results: Sequence[dict]) -> dict:
@@ -406,7 +418,11 @@ def _mean_rates(results: Sequence[dict]) -> dict:
     out = {"rates": {p: _mean([r["rates"][p] for r in results]) for p in props}}
     for k in ("trained", "held_out", "mean_words", "mean_tokens", "terminated", "language_ok"):
         out[k] = _mean([r[k] for r in results])
-    return out
+    # intervals over the answers of all seeds pooled (the seeds judge the same prompts, equally many answers each):
+    # sampling noise only; the spread between training seeds is the gain's test
+    counts = None if any(r.get("counts") is None for r in results) else \
+        {p: sum(r["counts"][p] for r in results) for p in props}
+    return out | _rate_intervals(out["rates"], counts)
 
 
 def stage_metrics(cfg: AlignmentStageConfig, sft_log: dict, runs: dict[str, list[dict]],
@@ -417,7 +433,9 @@ def stage_metrics(cfg: AlignmentStageConfig, sft_log: dict, runs: dict[str, list
 
     ``fulfilment``: ``before`` (SFT, mean over sampling seeds) and ``after`` (the first reward,
     mean over GRPO seeds), each ``{rates, trained, held_out, mean_tokens, ...}``; ``gain``
-    ``{mean, std, significant, baseline_mean, ...}`` on the trained principles; ``seeds``
+    ``{mean, std, ci, p_value, test, significant (= above_noise: ci above 0), baseline_mean, ...}`` on the trained
+    principles (:func:`rlbff_lib.alignment.policy.fulfilment_gain`); ``rates_ci``/``counts`` beside each ``rates``
+    (95% Wilson over the answers, seeds pooled); ``seeds``
     ``[{seed, before, after, gain}]``; ``by_reward[backend]`` the same gains for every reward, on
     ``trained``, ``held_out``, ``mean_tokens`` and ``mean_words``. ``policies``: the alignment table
     rows (``label``, ``mt_bench``, ``arena_hard``, ``wildbench``). ``curves``: per run ``[{step, reward, kl,
@@ -466,6 +484,8 @@ def fulfilment_metrics(cfg: AlignmentStageConfig, sft_fulfilment: Sequence[dict]
         "before": before,
         "after": _mean_rates(run_fulfilment[primary]),
         "gain": {"mean": g["gain"], "std": g["seed_std"], "significant": g["significant"],
+                 "ci": g["ci"], "p_value": g["p_value"], "df": g["df"], "test": g["test"],
+                 "above_noise": g["significant"], "n_seeds": g["n_seeds"],
                  "baseline_mean": g["baseline_mean"], "baseline_std": g["baseline_std"], "key": "trained",
                  "reward": primary},
         "seeds": [{"seed": s, "before": before["trained"], "after": r["trained"], "gain": r["trained"] - before["trained"]}
@@ -513,8 +533,12 @@ def _policy_accuracy(row: dict | None, fulfilment: dict | None, fulfilment_note:
     if fulfilment and "gain" in fulfilment:  # a reward's GRPO policies against SFT, over training seeds
         std = fulfilment.get("seed_std")
         spread = f"seed std {100 * std:.1f} pts" if std is not None and not math.isnan(std) else "one seed: no spread"
+        ci, p = fulfilment.get("ci"), fulfilment.get("p_value")
+        if p is not None:
+            spread += f"; Welch p = {p:.3g}, {'above noise' if fulfilment.get('significant') else 'not above noise'}"
         out.append({"set": "fulfilment of the trained principles, gain over SFT", "value": 100 * fulfilment["gain"],
-                    "n": fulfilment.get("n_seeds"), "unit": " pts", "note": f"{fulfilment_note}; {spread}; items: seeds"})
+                    "ci": [100 * x for x in ci] if ci else None, "n": fulfilment.get("n_seeds"), "unit": " pts",
+                    "note": f"{fulfilment_note}; {spread}; items: seeds"})
     elif fulfilment:
         out.append({"set": "fulfilment of the trained principles (share of answers, the world's checkers)",
                     "value": 100 * fulfilment["trained"], "unit": "%", "note": fulfilment_note})

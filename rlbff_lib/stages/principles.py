@@ -257,7 +257,8 @@ def filter_and_merge(rows: list[dict], records: dict, cfg: PrinciplesConfig, mod
 
 def sweep(survivors: list[dict], thresholds, emb: Embeddings, merge: MergeConfig,
           tidx: dict | None = None, mapping: dict | None = None) -> dict[str, dict]:
-    """Per consensus threshold: principles kept, merged items and (synthetic world) accuracy.
+    """Per consensus threshold: principles kept, merged items and (synthetic world) accuracy with its 95% Wilson
+    ``ci`` (``principle_accuracy`` likewise, ``principle_accuracy_ci``).
 
     ``survivors`` are the candidates that passed filters 0-3 with their consensus scores, so each
     threshold costs one comparison per principle and one merge.
@@ -268,8 +269,9 @@ def sweep(survivors: list[dict], thresholds, emb: Embeddings, merge: MergeConfig
         its, stats = merger.groups(lambda c: consensus_kept(c, t))
         row = {"principles": len(kept), "items": len(its), "label_ties": stats["label_ties"]}
         if tidx is not None and mapping is not None:
-            row["accuracy"] = accuracy(its, tidx, mapping)["accuracy"]
-            row["principle_accuracy"] = accuracy(as_items(kept), tidx, mapping)["accuracy"]
+            a, pa = accuracy(its, tidx, mapping), accuracy(as_items(kept), tidx, mapping)
+            row |= {"accuracy": a["accuracy"], "ci": a["ci"],
+                    "principle_accuracy": pa["accuracy"], "principle_accuracy_ci": pa["ci"]}
         out[f"{t:g}"] = row
     return out
 

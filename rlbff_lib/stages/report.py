@@ -880,7 +880,8 @@ def _rates(v: Any) -> tuple[dict[str, float], float | None]:
 
 
 def fulfilment_summary(alignment: Mapping | None) -> dict | None:
-    """``{before, after, gain_mean, gain_std, seeds, per_property: {p: (before, after)}}`` or ``None``."""
+    """``{before, after, gain_mean, gain_std, gain_ci, gain_p, above_noise, seeds, per_property: {p: (before,
+    after)}, per_property_ci: {p: (ci_before, ci_after)}}`` or ``None`` (an absent interval is None)."""
     ful = (alignment or {}).get("fulfilment")
     if not isinstance(ful, Mapping):
         return None
@@ -888,15 +889,40 @@ def fulfilment_summary(alignment: Mapping | None) -> dict | None:
     ra, after = _rates(ful.get("after"))
     seeds = ful.get("seeds")
     n_seeds = len(seeds) if isinstance(seeds, list) else _num(seeds)
+    gain_ci = _get(ful, "gain", "ci")
+    gain_ci = [float(x) for x in gain_ci] if isinstance(gain_ci, list) and len(gain_ci) == 2 else None
+    ci_of = lambda block, p: _get(block, "rates_ci", p) if isinstance(block, Mapping) else None
+    props = list(dict.fromkeys([*rb, *ra]))
     return {"before": before, "after": after, "gain_mean": _num(_get(ful, "gain", "mean")),
-            "gain_std": _num(_get(ful, "gain", "std")), "seeds": int(n_seeds) if n_seeds is not None else None,
+            "gain_std": _num(_get(ful, "gain", "std")), "gain_ci": gain_ci, "gain_p": _num(_get(ful, "gain", "p_value")),
+            "above_noise": bool(gain_ci and gain_ci[0] > 0),
+            "seeds": int(n_seeds) if n_seeds is not None else None,
             "per_seed": seeds if isinstance(seeds, list) else [],
-            "per_property": {p: (rb.get(p), ra.get(p)) for p in dict.fromkeys([*rb, *ra])}}
+            "per_property": {p: (rb.get(p), ra.get(p)) for p in props},
+            "per_property_ci": {p: (ci_of(ful.get("before"), p), ci_of(ful.get("after"), p)) for p in props}}
+
+
+def fulfilment_sentence(s: Mapping) -> str:
+    """The report's sentence on fulfilment (``s``: :func:`fulfilment_summary`): before, after, and the gain with its
+    95% interval (Welch, over seeds); an improvement is claimed only when that interval excludes 0."""
+    pct = lambda v: fmt(100 * v if v is not None else None)
+    text = (f"Fulfilment (checker-measured share of responses satisfying the principle): before {pct(s['before'])}%, "
+            f"after {pct(s['after'])}%; gain {pct(s['gain_mean'])} points")
+    ci = s.get("gain_ci")
+    if ci is None:
+        spread = f" ± {pct(s['gain_std'])} (seed std)" if s.get("gain_std") is not None else ""
+        return text + f"{spread} over {s['seeds']} seeds; no interval (fewer than two seeds): no ordering claimed."
+    p = f", Welch p = {s['gain_p']:.3g}" if s.get("gain_p") is not None else ""
+    verdict = ("above noise: the interval lies above 0" if ci[0] > 0 else
+               "a loss beyond noise: the interval lies below 0" if ci[1] < 0 else
+               "within noise: the interval includes 0, so no ordering of before and after is claimed")
+    return text + f" (95% interval [{pct(ci[0])}, {pct(ci[1])}]{p}) over {s['seeds']} seeds; {verdict}."
 
 
 def fulfilment_figure(alignment: Mapping | None):
     """Checker-measured fulfilment of the principles before and after GRPO (per property when
-    given), and the gain over seeds (mean ± std)."""
+    given, with their 95% Wilson intervals when the metrics carry them), and the gain over seeds (mean with its 95%
+    Welch interval; ± the seed std when there is no interval)."""
     s = fulfilment_summary(alignment)
     if s is None:
         return unavailable_figure("Fulfilment before / after GRPO", missing_note("alignment") if not alignment
@@ -908,8 +934,19 @@ def fulfilment_figure(alignment: Mapping | None):
     pairs = [s["per_property"][p] for p in props] if s["per_property"] else [(s["before"], s["after"])]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2.2, 1]})
     x = np.arange(len(props))
-    ax1.bar(x - 0.2, [100 * (b or 0) for b, _ in pairs], 0.4, color=COLORS["paper"], label="before GRPO")
-    ax1.bar(x + 0.2, [100 * (a or 0) for _, a in pairs], 0.4, color=COLORS["ours"], label="after GRPO")
+    cis = [s["per_property_ci"].get(p, (None, None)) for p in props] if s["per_property"] else [(None, None)]
+
+    def err(values, intervals):  # asymmetric error bars from [lower, upper] shares; None without intervals
+        if not all(isinstance(c, list) and len(c) == 2 for c in intervals):
+            return None
+        return [[100 * max(0.0, (v or 0) - c[0]) for v, c in zip(values, intervals)],
+                [100 * max(0.0, c[1] - (v or 0)) for v, c in zip(values, intervals)]]
+
+    before_v, after_v = [b for b, _ in pairs], [a for _, a in pairs]
+    ax1.bar(x - 0.2, [100 * (b or 0) for b in before_v], 0.4, color=COLORS["paper"], label="before GRPO",
+            yerr=err(before_v, [c[0] for c in cis]), capsize=2)
+    ax1.bar(x + 0.2, [100 * (a or 0) for a in after_v], 0.4, color=COLORS["ours"], label="after GRPO",
+            yerr=err(after_v, [c[1] for c in cis]), capsize=2)
     ax1.set_xticks(x, props, rotation=30, ha="right")
     ax1.set_ylabel("responses satisfying the principle (%)")
     ax1.set_ylim(0, 105)
@@ -919,9 +956,11 @@ def fulfilment_figure(alignment: Mapping | None):
     if seeds:
         ax2.plot(range(len(seeds)), [100 * p["gain"] for p in seeds], "o", color=COLORS["ours"], label="per seed")
     if s["gain_mean"] is not None:
-        std = s["gain_std"] or 0.0
-        ax2.errorbar([len(seeds) if seeds else 0], [100 * s["gain_mean"]], yerr=[100 * std], fmt="s",
-                     color=COLORS["accent"], capsize=4, label=f"mean ± std ({s['seeds'] or '?'} seeds)")
+        m, ci = 100 * s["gain_mean"], s["gain_ci"]
+        yerr, label = ([[m - 100 * ci[0]], [100 * ci[1] - m]], "mean, 95% interval (Welch)") if ci else \
+            ([100 * (s["gain_std"] or 0.0)], "mean ± seed std (no interval)")
+        ax2.errorbar([len(seeds) if seeds else 0], [m], yerr=yerr, fmt="s", color=COLORS["accent"], capsize=4,
+                     label=f"{label} ({s['seeds'] or '?'} seeds)")
     ax2.axhline(0, color="gray", lw=0.8)
     ax2.set_ylabel("gain (percentage points)")
     ax2.set_title("Gain over seeds")
@@ -1060,6 +1099,7 @@ def report_metrics(inputs: Mapping[str, Any], missing: Sequence[str], scale: str
                                              "wildbench": r["wildbench"]} for r in rows}
     ful = fulfilment_summary(inputs.get("alignment"))
     if ful:
-        headline["fulfilment"] = {k: ful[k] for k in ("before", "after", "gain_mean", "gain_std", "seeds")}
+        headline["fulfilment"] = {k: ful[k] for k in ("before", "after", "gain_mean", "gain_std", "gain_ci", "gain_p",
+                                                      "above_noise", "seeds")}
     return {"inputs": {name: name not in missing for name in INPUTS}, "missing": list(missing), "scale": scale,
             "figures": list(figures), "headline": headline}

@@ -28,6 +28,7 @@ Measurements (``metrics/reward_models.json``), training diagnostics on the valid
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -35,7 +36,7 @@ from typing import Callable, Sequence
 from rlbff_lib.reward_models.bradley_terry import BTConfig
 from rlbff_lib.reward_models.genrm import GenRMConfig
 from rlbff_lib.reward_models.scalar import ScalarRMConfig
-from rlbff_lib.training.runs import publish  # noqa: F401  (the notebook publishes with R.publish)
+from rlbff_lib.training.runs import publish
 
 MODELS = ("scalar", "bt", "genrm")
 ENTRY = {"scalar": "rlbff_lib.reward_models.scalar", "bt": "rlbff_lib.reward_models.bradley_terry", "genrm": "rlbff_lib.reward_models.genrm"}
@@ -48,8 +49,8 @@ class RewardModelsConfig:
     train: which models to train (subset of scalar, bt, genrm). scalar / bt / genrm: their
     trainer configs. accelerate_config: a file under ``configs/accelerate/`` (``cpu.yaml`` in
     smoke, ``multi_gpu_zero3.yaml`` / ``multi_node_zero3.yaml`` at scale). num_processes:
-    overrides the config's process count (null: the config's). score_batch_size: sequences per
-    scoring batch. genrm_eval_limit: items of each evaluation set the GenRM judges (it
+    overrides the config's process count (null: the config's). parallel_runs: trainings at once (CPU: they
+    share the cores; GPU: 1). score_batch_size: sequences per scoring batch. genrm_eval_limit: items of each evaluation set the GenRM judges (it
     generates its reasoning, ~100x the scalar RM's cost; null: all). calibration_bins: bins of
     the calibration plot.
     """
@@ -61,6 +62,7 @@ class RewardModelsConfig:
     accelerate_config: str = "cpu.yaml"
     num_processes: int | None = None
     score_batch_size: int = 16
+    parallel_runs: int = 2
     genrm_eval_limit: int | None = 60
     calibration_bins: int = 10
 
@@ -70,6 +72,8 @@ class RewardModelsConfig:
             raise ValueError(f"train: must be a non-empty subset of {list(MODELS)}, got {self.train}")
         if self.num_processes is not None and self.num_processes < 1:
             raise ValueError(f"num_processes: must be >= 1 or null, got {self.num_processes}")
+        if self.parallel_runs < 1:
+            raise ValueError(f"parallel_runs: must be >= 1, got {self.parallel_runs}")
         if self.score_batch_size < 1:
             raise ValueError(f"score_batch_size: must be >= 1, got {self.score_batch_size}")
         if self.genrm_eval_limit is not None and self.genrm_eval_limit < 1:
@@ -86,10 +90,10 @@ class RewardModelsConfig:
 
 
 def train_one(name: str, config, base_model: str, train_file: Path, eval_file: Path | None, runs_dir: Path,
-              accelerate_config: str, num_processes: int | None) -> dict:
+              accelerate_config: str, num_processes: int | None, env: dict[str, str] | None = None) -> dict:
     """Train model ``name`` in its keyed run folder (:mod:`rlbff_lib.training.runs`); returns the run's training
     log, whose ``model_dir`` is the finished model. A finished run is not launched again; any other state resumes
-    from the run's newest complete checkpoint."""
+    from the run's newest complete checkpoint. env: extra environment of the training subprocess."""
     from rlbff_lib.training.launch import TrainJob
     from rlbff_lib.training.runs import launch_or_reuse, run_dir
 
@@ -98,41 +102,51 @@ def train_one(name: str, config, base_model: str, train_file: Path, eval_file: P
     job = TrainJob(model=str(base_model), train_file=str(train_file), output_dir=str(folder), config=cfg,
                    eval_file=str(eval_file) if eval_file else None)
     return launch_or_reuse(ENTRY[name], job, accelerate_config=accelerate_config, num_processes=num_processes,
-                           name=name)
+                           env=env, prefix=f"[{name}] ", name=name)
 
 
 def train_models(cfg: RewardModelsConfig, principles_dir: str | Path, runs_dir: str | Path,
                  published_dir: str | Path) -> dict[str, dict]:
-    """Train each model of ``cfg.train`` (:func:`train_one`) on the ``principles`` stage's files and publish it
-    to ``published_dir/<name>``; returns name -> training log. In a notebook each run's log is one line
-    (:func:`rlbff_lib.core.progress.collapsed`). The scalar RM and BT start from the base reward model, the
-    GenRM from the base policy, its warm-start reasoning taken from the extraction's evidence (``candidates.jsonl``)."""
+    """Train each model of ``cfg.train`` (:func:`train_one`, ``cfg.parallel_runs`` at once) on the ``principles``
+    stage's files and publish it to ``published_dir/<name>``; returns name -> training log. In a notebook the runs'
+    logs are one line (:func:`rlbff_lib.core.progress.collapsed`). The scalar RM and BT start from the base reward
+    model, the GenRM from the base policy, its warm-start reasoning taken from the extraction's evidence
+    (``candidates.jsonl``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from rlbff_lib.core.io import read_jsonl, write_jsonl
     from rlbff_lib.core.progress import collapsed, log
     from rlbff_lib.models.lm import base_model
 
     P, runs, published = Path(principles_dir), Path(runs_dir), Path(published_dir)
-    launch_args = dict(runs_dir=runs, accelerate_config=cfg.accelerate_config, num_processes=cfg.num_processes)
-    logs = {}
+    jobs = {}  # name -> (config, base model, train file, eval file)
     for name in [m for m in MODELS if m in cfg.train]:
-        with collapsed(f"training {name}"):
-            if name == "scalar":
-                logs[name] = train_one(name, cfg.scalar, base_model("reward"), P / "train.jsonl",
-                                       P / "validation.jsonl", **launch_args)
-            elif name == "bt":
-                logs[name] = train_one(name, cfg.bt, base_model("reward"), P / "pairs_train.jsonl",
-                                       P / "pairs_validation.jsonl", **launch_args)
-            else:
-                from rlbff_lib.reward_models.genrm import attach_reasoning
+        if name == "scalar":
+            jobs[name] = (cfg.scalar, base_model("reward"), P / "train.jsonl", P / "validation.jsonl")
+        elif name == "bt":
+            jobs[name] = (cfg.bt, base_model("reward"), P / "pairs_train.jsonl", P / "pairs_validation.jsonl")
+        else:
+            from rlbff_lib.reward_models.genrm import attach_reasoning
 
-                genrm_train, counts = attach_reasoning(read_jsonl(P / "train.jsonl"), read_jsonl(P / "candidates.jsonl"))
-                log(f"GenRM warm-start reasoning: {counts}")
-                write_jsonl(runs / "inputs" / "genrm_train.jsonl", genrm_train)
-                write_jsonl(runs / "inputs" / "genrm_eval.jsonl",
-                            subsample(read_jsonl(P / "validation.jsonl"), cfg.genrm_eval_limit))
-                logs[name] = train_one(name, cfg.genrm, base_model("policy"), runs / "inputs" / "genrm_train.jsonl",
-                                       runs / "inputs" / "genrm_eval.jsonl", **launch_args)
-        publish(logs[name]["model_dir"], published / name)
+            genrm_train, counts = attach_reasoning(read_jsonl(P / "train.jsonl"), read_jsonl(P / "candidates.jsonl"))
+            log(f"GenRM warm-start reasoning: {counts}")
+            write_jsonl(runs / "inputs" / "genrm_train.jsonl", genrm_train)
+            write_jsonl(runs / "inputs" / "genrm_eval.jsonl",
+                        subsample(read_jsonl(P / "validation.jsonl"), cfg.genrm_eval_limit))
+            jobs[name] = (cfg.genrm, base_model("policy"), runs / "inputs" / "genrm_train.jsonl",
+                          runs / "inputs" / "genrm_eval.jsonl")
+    # CPU: the runs share the cores (a tiny model trains no faster on more threads); GPU: keep parallel_runs 1
+    env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // cfg.parallel_runs))}
+
+    def one(name):
+        config, base, train_file, eval_file = jobs[name]
+        return train_one(name, config, base, train_file, eval_file, runs, cfg.accelerate_config, cfg.num_processes,
+                         env=env)
+
+    with collapsed(f"training {', '.join(jobs)}"), ThreadPoolExecutor(cfg.parallel_runs) as pool:
+        logs = dict(zip(jobs, pool.map(one, jobs)))
+    for name, record in logs.items():
+        publish(record["model_dir"], published / name)
     return logs
 
 

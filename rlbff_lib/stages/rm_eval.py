@@ -137,6 +137,9 @@ class ModelEvalConfig:
     threshold, ``zero`` (log-odds) or ``validation`` (fitted on validation items).
     max_new_tokens: GenRM generation budget (ignored by the others). device_map: ``null`` (one
     device) or e.g. ``auto`` to spread a model too large for one GPU. limits: sample sizes.
+    generation_server (genrm only): null (HF ``generate`` of the model in memory) or ``{base_url, model,
+    api_key_env}`` of an OpenAI-compatible server of this model (``vllm serve`` of ``path`` with
+    ``--max-logprobs 20 --logprobs-mode raw_logprobs``; :mod:`rlbff_lib.models.generation`), checked in seconds.
     """
 
     kind: Literal["scalar", "bt", "genrm"] = "scalar"
@@ -148,6 +151,7 @@ class ModelEvalConfig:
     max_new_tokens: int = 96
     device_map: str | None = None
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    generation_server: dict | None = None
 
     def __post_init__(self):
         if isinstance(self.limits, dict):
@@ -166,6 +170,16 @@ class ModelEvalConfig:
             raise ValueError(f"threshold: must be 'zero' or 'validation', got {self.threshold!r}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: must be >= 1, got {self.max_new_tokens}")
+        if self.generation_server is not None and self.kind != "genrm":
+            raise ValueError(f"generation_server: only a genrm model generates; set it to null for kind {self.kind!r}")
+        self.server("generation_server")  # a malformed mapping fails here
+
+    def server(self, param: str):
+        """The :class:`rlbff_lib.core.http.EndpointConfig` of ``generation_server`` (None: in-process);
+        ``param``: its full parameter name, for messages."""
+        from rlbff_lib.models.generation import server_endpoint
+
+        return server_endpoint(self.generation_server, param, "GenRM generation server")
 
 
 def _default_models() -> dict[str, ModelEvalConfig]:
@@ -247,6 +261,8 @@ class RMEvalConfig:
         if isinstance(self.sweep, dict):
             self.sweep = SweepConfig(**self.sweep)
         self.models = {k: ModelEvalConfig(**v) if isinstance(v, dict) else v for k, v in self.models.items()}
+        for k, m in self.models.items():
+            m.param = f"rm_eval.models.{k}"  # named in messages (not a field)
         if self.judgebench_split not in bm.JUDGEBENCH_SPLITS:
             raise ValueError(f"judgebench_split: must be one of {list(bm.JUDGEBENCH_SPLITS)}, got {self.judgebench_split!r}")
         if self.torch_threads is not None and self.torch_threads < 1:
@@ -480,7 +496,8 @@ def load_model(mcfg: ModelEvalConfig):
     from rlbff_lib.reward_models.scorers import load_scorer
 
     return load_scorer(mcfg.kind, resolve_model_dir(mcfg.path), mcfg.max_length, mcfg.batch_size,
-                       mcfg.max_new_tokens, mcfg.device_map)
+                       mcfg.max_new_tokens, mcfg.device_map,
+                       server=mcfg.server(f"{getattr(mcfg, 'param', 'rm_eval.models.<name>')}.generation_server"))
 
 
 # ------------------------------------------------------------------ benchmarks

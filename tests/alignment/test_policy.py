@@ -144,6 +144,9 @@ def test_fulfilment_aggregates_checker_results(tok):
     assert res["rates"]["direct_answer"] == pytest.approx(2 / 3)
     assert res["rates"]["followup_question"] == pytest.approx(2 / 3)
     assert res["counts"]["bold_key_terms"] == 2 and res["rates"]["bold_key_terms"] == 0.0   # not on code prompts
+    z2 = 1.959964 ** 2  # Wilson at 0 of n: [0, z^2 / (n + z^2)]
+    assert res["rates_ci"]["bold_key_terms"] == pytest.approx([0.0, z2 / (2 + z2)], abs=1e-6)
+    assert res["rates_ci"]["direct_answer"][0] < 2 / 3 < res["rates_ci"]["direct_answer"][1]
     assert res["trained"] == pytest.approx(2 / 3) and res["held_out"] == pytest.approx((2 / 3 + 0) / 2)
     assert res["mean_tokens"] == pytest.approx(52 / 3) and res["terminated"] == pytest.approx(2 / 3)
     assert res["mean_words"] == pytest.approx((9 + 5 + 13) / 3) and res["n_responses"] == 3
@@ -160,6 +163,11 @@ def test_fulfilment_gain_compares_seeds():
     assert not noisy["significant"] and noisy["gain"] == pytest.approx(1.6 / 3 - 0.42)
     one = fulfilment_gain(base, [{"trained": 0.9}])
     assert not one["significant"] and one["seed_std"] != one["seed_std"]   # NaN: one seed proves nothing
+    assert one["ci"] is None and one["p_value"] is None
+    # two seeds, gain 0.35 > 2 x std 0.07 (the old bar), but Welch on 1 df: 0.35 +- 12.706 x 0.05 spans 0
+    two = fulfilment_gain([{"trained": 0.4}, {"trained": 0.4}], [{"trained": 0.7}, {"trained": 0.8}])
+    assert two["ci"] == pytest.approx([0.35 - 12.706 * 0.05, 0.35 + 12.706 * 0.05], abs=1e-4)
+    assert not two["significant"] and two["p_value"] > 0.05 and two["test"] == "welch"
     with pytest.raises(ValueError, match="baseline"):
         fulfilment_gain([], runs)
 

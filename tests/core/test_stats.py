@@ -97,3 +97,76 @@ def test_auroc_matches_sklearn_and_the_delong_variance_written_out():
     assert auroc([1.0, 1.0], [1.0, 1.0])["auroc"] == 0.5
     with pytest.raises(ValueError, match="^positive/negative"):
         auroc([1.0], [0.0, 2.0])
+
+
+# Welch's t-test. Published: the two worked examples of the Wikipedia article "Welch's t-test" (sections
+# "Examples"), rounded as printed there (t, p); the t table (two-sided 95%) of any statistics textbook.
+WIKI_A1 = [27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4]
+WIKI_A2 = [27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4]
+WIKI_B1 = [17.2, 20.9, 22.6, 18.1, 21.7, 21.4, 23.5, 24.2, 14.7, 21.8]
+WIKI_B2 = [21.5, 22.8, 21.0, 23.0, 21.6, 23.6, 22.5, 20.7, 23.4, 21.8, 20.7, 21.7, 21.5, 22.5, 23.6, 21.5, 22.5,
+           23.5, 21.5, 21.8]
+
+
+@pytest.mark.parametrize("df,q", [(1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (30, 2.042)])
+def test_t_quantile_against_the_printed_table(df, q):
+    from rlbff_lib.core.stats import t_quantile
+
+    assert round(t_quantile(0.95, df), 3) == q
+
+
+@pytest.mark.parametrize("a,b,t,p", [(WIKI_A1, WIKI_A2, -2.46, 0.021), (WIKI_B1, WIKI_B2, -1.57, 0.149)])
+def test_welch_against_the_published_worked_examples(a, b, t, p):
+    from rlbff_lib.core.stats import welch_test
+
+    r = welch_test(a, b)
+    assert round(r["t"], 2) == t and round(r["p_value"], 3) == p and r["test"] == "welch"
+    assert r["excludes_zero"] == (p < 0.05) and r["mean"] == pytest.approx(sum(a) / len(a) - sum(b) / len(b))
+
+
+def test_welch_matches_scipy_on_seed_sized_samples():
+    import random
+
+    from rlbff_lib.core.stats import welch_test
+
+    S = pytest.importorskip("scipy.stats")
+    rng = random.Random(3)
+    cases = [([0.7, 0.74, 0.72], [0.40, 0.44]), ([0.8, 0.9, 0.7], [0.4, 0.5, 0.6]), (WIKI_A1, WIKI_A2)]
+    cases += [([rng.gauss(0.1, 0.05) for _ in range(rng.randint(2, 6))], [rng.gauss(0, 0.02) for _ in range(
+        rng.randint(2, 6))]) for _ in range(20)]
+    for a, b in cases:
+        r, ref = welch_test(a, b), S.ttest_ind(a, b, equal_var=False)
+        ci = ref.confidence_interval(0.95)
+        assert r["t"] == pytest.approx(ref.statistic, rel=1e-9) and r["df"] == pytest.approx(ref.df, rel=1e-9)
+        assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-7, abs=1e-12)
+        assert r["ci"] == pytest.approx([ci.low, ci.high], rel=1e-8)
+    one = welch_test([0.7, 0.74, 0.72], [0.42])  # one baseline value: one-sample t against it
+    ref = S.ttest_1samp([0.7, 0.74, 0.72], 0.42)
+    assert one["p_value"] == pytest.approx(ref.pvalue) and one["test"].startswith("one-sample")
+    assert one["ci"] == pytest.approx([c - 0.42 for c in ref.confidence_interval(0.95)])
+
+
+def test_welch_p_value_is_the_brute_force_t_tail():
+    """The two-sided p as the share of a fine numerical integral of the t density beyond |t| (no library)."""
+    from rlbff_lib.core.stats import t_two_sided_p
+
+    def density(x, df):
+        return math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2)) * (1 + x * x / df) ** (
+            -(df + 1) / 2)
+
+    for t, df in ((1.0, 3), (2.5, 2.4), (0.3, 7.5)):
+        h, steps = t / 20000, 20000  # P(|T| < t) by Simpson's rule, p = 1 - that
+        inner = density(0, df) + density(t, df) + sum((4 if i % 2 else 2) * density(i * h, df) for i in range(1, steps))
+        assert t_two_sided_p(t, df) == pytest.approx(1 - 2 * inner * h / 3, abs=1e-9)
+
+
+def test_welch_edge_cases():
+    from rlbff_lib.core.stats import welch_test
+
+    single = welch_test([0.9], [0.4, 0.5])
+    assert single["ci"] is None and single["p_value"] is None and not single["excludes_zero"]
+    flat = welch_test([0.5, 0.5], [0.4, 0.4])
+    assert flat["ci"] == pytest.approx([0.1, 0.1]) and flat["p_value"] == 0.0 and flat["excludes_zero"]
+    assert welch_test([0.4, 0.4], [0.4])["p_value"] == 1.0
+    with pytest.raises(ValueError, match="^after/before"):
+        welch_test([], [0.1])

@@ -3,6 +3,7 @@ accuracy entering and leaving each filter, and the kind of remark a principle ca
 import pytest
 
 from fakes.embedder import FakeEmbedder
+from rlbff_lib.core.stats import wilson_interval
 from rlbff_lib.principles import synthetic_eval as E
 from rlbff_lib.synthetic import world as W
 
@@ -71,6 +72,29 @@ def test_accuracy_entering_and_leaving_each_filter():
     assert [f[k]["accuracy_out"] for k in list(f)[:5]] == [0.2, 0.25, round(1 / 3, 4), 0.5, 1.0]
     assert f["2_evidence"]["accuracy_removed"] == 0.0 and f["5_consensus"]["accuracy_removed"] == 0.0
     assert f["6_merge"]["in"] == 1 and f["6_merge"]["accuracy_out"] == 1.0
+    # Wilson's closed forms at the edges, z^2 / (n + z^2): 0 of n -> [0, z2/(n+z2)], n of n -> [n/(n+z2), 1]
+    z2 = 1.959964 ** 2
+    assert f["6_merge"]["accuracy_out_ci"] == pytest.approx([1 / (1 + z2), 1.0], abs=1e-4)
+    assert f["2_evidence"]["accuracy_removed_ci"] == pytest.approx([0.0, z2 / (1 + z2)], abs=1e-4)
+    assert f["6_merge"]["string_merge"]["ci"] == f["6_merge"]["accuracy_out_ci"]
+    assert f["1_valid"]["accuracy_out_ci"] == [round(x, 4) for x in wilson_interval(1, 5)]  # 0.2 of 5 principles
+    for row in f.values():
+        for key in [k for k in row if k.startswith("accuracy_") and not k.endswith("_ci")]:
+            ci = row[f"{key}_ci"]
+            assert (ci is None) == (row[key] is None) and (ci is None or ci[0] <= row[key] <= ci[1]), key
+
+
+def test_accuracy_and_precision_carry_their_interval():
+    tidx = {("r", 1): ROW}
+    empty = E.accuracy([], tidx, MAP)
+    assert empty["accuracy"] is None and empty["ci"] is None
+    items = [{"principle": "conciseness", "label": lab, "record_id": "r", "response_index": 1}
+             for lab in ("Yes", "Yes", "Yes", "No")]
+    a = E.accuracy(items, tidx, MAP)
+    assert a["accuracy"] == 0.75 and a["ci"] == [round(x, 4) for x in wilson_interval(3, 4)]
+    per = E.per_property(items, tidx, MAP)["concise"]
+    assert (per["precision"], per["precision_ci"]) == (0.75, a["ci"])
+    assert per["recall"] == 1.0 and per["recall_ci"] == [round(x, 4) for x in wilson_interval(1, 1)]
 
 
 def test_comment_kind_follows_the_evidence_also_when_misquoted():

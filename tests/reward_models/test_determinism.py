@@ -96,3 +96,21 @@ def test_policy_sft_is_bit_identical(inputs, tmp_path):
               "fixed_properties": {"concise": True, "bulleted_list": False, "worked_example": False}}
     job = TrainJob(model=str(base), train_file="", output_dir="", config=config)
     assert_bit_identical(*run_twice("rlbff_lib.alignment.policy", job, tmp_path))
+
+
+@pytest.mark.slow
+def test_bradley_terry_resumed_run_is_bit_identical(inputs, tmp_path):
+    """Interrupted after its checkpoint of step 2 and run again: the same bits as the run never interrupted."""
+    from fakes.crash import Crash, crash_after_checkpoint
+    from rlbff_lib.core.io import read_jsonl
+    from rlbff_lib.reward_models.bradley_terry import BTConfig, train_bt
+
+    base, folder = inputs
+    pairs = read_jsonl(folder / "pairs.jsonl")
+    cfg = BTConfig(**STEPS, per_device_train_batch_size=4)
+    train_bt(cfg, base, pairs, tmp_path / "whole")
+    with pytest.raises(Crash):
+        train_bt(cfg, base, pairs, tmp_path / "cut", callbacks=[crash_after_checkpoint(2)])
+    assert train_bt(cfg, base, pairs, tmp_path / "cut")["resumed_from"].endswith("checkpoint-2")
+    assert_bit_identical(load_file(str(tmp_path / "whole" / "model" / "model.safetensors")),
+                         load_file(str(tmp_path / "cut" / "model" / "model.safetensors")))

@@ -1,5 +1,6 @@
 """The alignment stage's own logic: config, inputs, principle phrasing, run keys and metrics."""
 import json
+import math
 
 import pytest
 
@@ -93,13 +94,34 @@ def test_fulfilment_metrics_gain_is_grpo_minus_sft_over_seeds():
     m = A.fulfilment_metrics(cfg, sft, runs)
     assert m["gain"]["mean"] == pytest.approx(0.3)
     assert m["gain"]["std"] == pytest.approx(0.1)
-    assert m["gain"]["significant"] is True  # 0.3 > 2 x 0.1
+    # Welch: se = sqrt(0.01/3 + 0.01/3), df = 4, t(0.975, 4) = 2.776 (the t table): 0.3 +- 0.2267, above 0
+    assert m["gain"]["ci"] == pytest.approx([0.3 - 2.7764 * math.sqrt(0.02 / 3), 0.3 + 2.7764 * math.sqrt(0.02 / 3)],
+                                            abs=1e-4)
+    assert m["gain"]["significant"] is True and m["gain"]["above_noise"] is True and m["gain"]["df"] == pytest.approx(4)
+    assert 0.02 < m["gain"]["p_value"] < 0.025  # t = 3.674 on 4 df (table: 3.495 -> 0.025, 3.747 -> 0.02)
     assert [s["gain"] for s in m["seeds"]] == pytest.approx([0.3, 0.4, 0.2])
     assert m["by_reward"]["bt"]["trained"]["gain"] == pytest.approx(0.0)
     assert m["by_reward"]["bt"]["trained"]["significant"] is False
+    assert m["by_reward"]["bt"]["trained"]["p_value"] == pytest.approx(1.0)  # no difference at all
+    assert m["by_reward"]["bt"]["trained"]["ci"][0] < 0 < m["by_reward"]["bt"]["trained"]["ci"][1]
     assert m["by_reward"]["bt"]["mean_tokens"]["gain"] == pytest.approx(40)
     assert m["before"]["rates"] == pytest.approx({"a": 0.5, "h": 0.5})
     assert m["after_by_reward"]["bt"]["held_out"] == pytest.approx(0.4)
+    assert m["before"]["rates_ci"] is None  # results without counts get no intervals
+
+
+def test_fulfilment_rates_carry_wilson_intervals_over_their_answers():
+    from rlbff_lib.core.stats import wilson_interval
+
+    cfg = A.AlignmentStageConfig(seeds=[0, 1])
+    counted = lambda v: {**_ful(v, 0.5, 40, {"a": v, "h": 0.5}), "counts": {"a": 20, "h": 0}}
+    sft, runs = [counted(0.4), counted(0.5)], {"scalar": [counted(0.75), counted(0.85)]}
+    m = A.fulfilment_metrics(cfg, sft, runs)
+    assert m["before"]["counts"] == {"a": 40, "h": 0}  # two seeds of 20 answers each, pooled
+    assert m["before"]["rates_ci"]["a"] == pytest.approx(list(wilson_interval(18, 40)))  # 0.45 of 40
+    assert m["after"]["rates_ci"]["a"] == pytest.approx(list(wilson_interval(32, 40))) and m["after"]["rates_ci"]["h"] is None
+    assert m["per_run"]["scalar s1"]["rates_ci"]["a"] == pytest.approx(list(wilson_interval(17, 20)))
+    assert m["sft_per_seed"][0]["counts"] == {"a": 20, "h": 0}
 
 
 def test_benchmark_rows_pool_the_seeds_of_a_reward():

@@ -113,6 +113,22 @@ def test_released_principle_config_is_used_directly(tmp_path):
     assert "funnel" not in res.metrics and res.metrics["labels"]["items"]["yes_share"] == 0.5
 
 
+def test_sweep_accuracies_carry_their_wilson_interval():
+    from rlbff_lib.core.stats import wilson_interval
+    from rlbff_lib.principles.datasets import MergeConfig
+
+    truth = {("r", i): {"properties": {"concise": True}, "comments": []} for i in range(4)}
+    mapping = {"conciseness": {"property": "concise"}}
+    cand = lambda i, label, score: {"principle": "conciseness", "key": "conciseness", "fulfillment": label,
+                                    "record_id": "r", "response": i, "annotator": 0, "consensus_score": score}
+    survivors = [cand(0, "Yes", 0.95), cand(1, "Yes", 0.95), cand(2, "No", 0.85), cand(3, "Yes", 0.75)]
+    rows = S.sweep(survivors, [0.7, 0.8, 0.9], None, MergeConfig(method="string"), truth, mapping)
+    assert [(r["items"], r["accuracy"]) for r in rows.values()] == [(4, 0.75), (3, round(2 / 3, 4)), (2, 1.0)]
+    for (k, n), row in zip(((3, 4), (2, 3), (2, 2)), rows.values()):
+        assert row["ci"] == row["principle_accuracy_ci"] == [round(x, 4) for x in wilson_interval(k, n)]
+    assert "ci" not in S.sweep(survivors, [0.7], None, MergeConfig(method="string"))["0.7"]  # no truth, no accuracy
+
+
 # ---------------------------------------------------------------- the synthetic world, served
 
 @pytest.fixture(scope="module")
@@ -128,6 +144,7 @@ def _check_the_data_claims(res):
     m = res.metrics
     sweep = m["consensus"]["sweep"]
     assert sweep["0.7"]["items"] > sweep["0.8"]["items"] > sweep["0.9"]["items"] > 0
+    assert all(r["ci"][0] <= r["accuracy"] <= r["ci"][1] for r in sweep.values())
     f = m["synthetic"]["funnel"]
     for step in ("2_evidence", "3_helpfulness", "4_partially", "5_consensus"):
         assert f[step]["removed"] > 0 and f[step]["accuracy_out"] > f[step]["accuracy_in"], step
