@@ -471,18 +471,30 @@ def make_judges(cfg: PolicyEvalConfig, scorer=None, cache_path: str | os.PathLik
 
 def generate_answers(policy, tokenizer, conversations: list[list[dict]], temperatures: list[float],
                      cfg: PolicyEvalConfig, seed: int) -> list:
-    """Generate one answer per conversation, batching conversations that share a temperature; through
-    ``cfg.generation_server`` when it names one (:func:`rlbff_lib.models.generation.generate_chat`)."""
-    from rlbff_lib.models.generation import generate_chat
+    """Generate one answer per conversation, batching conversations that share a temperature: HF generate
+    of ``policy``, or ``cfg.generation_server`` when it names one (then ``policy`` is unused; the same
+    :class:`~rlbff_lib.alignment.policy.Generation` records, see :mod:`rlbff_lib.models.generation`)."""
+    from rlbff_lib.alignment.policy import THINK_END, THINK_START, Generation, final_answer, generate
+    from rlbff_lib.models.generation import served_chat
 
     server = cfg.server()
     out = [None] * len(conversations)
     for t in sorted(set(temperatures)):
         idx = [i for i, x in enumerate(temperatures) if x == t]
-        gens = generate_chat([conversations[i] for i in idx], max_new_tokens=cfg.max_new_tokens, temperature=t,
-                             top_p=cfg.top_p, top_k=cfg.top_k, seed=seed, chat_template_kwargs=cfg.chat_template_kwargs,
-                             max_prompt_tokens=cfg.max_prompt_tokens, batch_size=cfg.batch_size, model=policy,
-                             tokenizer=tokenizer, server=server)
+        convs = [conversations[i] for i in idx]
+        if server is None:
+            gens = generate(policy, tokenizer, convs, max_new_tokens=cfg.max_new_tokens, temperature=t,
+                            top_p=cfg.top_p, top_k=cfg.top_k, batch_size=cfg.batch_size, seed=seed,
+                            chat_template_kwargs=cfg.chat_template_kwargs, max_prompt_tokens=cfg.max_prompt_tokens)
+        else:
+            answers = served_chat(convs, server, tokenizer, cfg.max_new_tokens, t, cfg.top_p, cfg.top_k, seed,
+                                  cfg.chat_template_kwargs, cfg.max_prompt_tokens)
+            gens = []
+            for k, a in enumerate(answers):  # thinking and answer split as policy.split_thinking splits text
+                text = a["content"]
+                thinking = text.rsplit(THINK_END, 1)[0] if THINK_END in text else text if THINK_START in text else ""
+                gens.append(Generation(k, text, thinking.replace(THINK_START, "").strip(), final_answer(text),
+                                       a["n_tokens"], a["terminated"], a["prompt_truncated"]))
         for i, g in zip(idx, gens):
             out[i] = g
     return out

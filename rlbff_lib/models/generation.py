@@ -1,35 +1,36 @@
-"""Chat generation through HF ``generate`` (CPU, small models) or an OpenAI-compatible server (``vllm serve``).
+"""Chat generation through an OpenAI-compatible server (``vllm serve``) for what HF ``generate`` does in-process.
 
-One call, :func:`generate_chat`, one record type either way (:class:`~rlbff_lib.alignment.policy.Generation`).
+A parameter ``generation_server`` (:func:`server_endpoint`) chooses: null generates in-process, a server otherwise.
 
-A parameter ``generation_server`` chooses the path: null generates with the model in memory
-(:func:`rlbff_lib.alignment.policy.generate`); ``{base_url, model, api_key_env}`` (optionally
-``concurrency``, ``timeout_s``) sends each conversation to that server through the project's one
-client (:class:`rlbff_lib.core.http.ChatClient`) and builds the same records from its answer:
-``text`` is the message content (special tokens removed, as HF decoding does), ``n_tokens`` the
-generated tokens counted from the answer's log-probability entries (EOS included when it stopped
-there, as vLLM and :mod:`rlbff_lib.reward_models.genrm_server` return them), ``terminated`` is
-``finish_reason == "stop"``. Greedy decoding of the same model gives the same records on both paths.
+Callers keep one output format either way: the policy benchmarks' answers
+(:func:`rlbff_lib.evaluation.policy_bench.generate_answers`) become the same ``Generation`` records
+as :func:`rlbff_lib.alignment.policy.generate` returns, GenRM scores
+(:func:`rlbff_lib.reward_models.scorers.genrm_score_served`) the same ``GenRMScoreResult`` as
+:func:`rlbff_lib.reward_models.genrm.genrm_score`. ``generation_server`` is ``{base_url, model,
+api_key_env}`` (optionally ``concurrency``, ``timeout_s``); requests go through the project's one
+client (:class:`rlbff_lib.core.http.ChatClient`). From an answer, ``content`` is the text (special
+tokens removed, as HF decoding does), ``n_tokens`` the generated tokens counted from its
+log-probability entries (EOS included when it stopped there, as vLLM and
+:mod:`rlbff_lib.reward_models.genrm_server` return them), ``terminated`` is ``finish_reason == "stop"``.
+Greedy decoding of the same model gives the same outputs on both paths.
 
-Prompt length: the HF path cuts the rendered ids from the left to ``max_prompt_tokens``; a chat
-server takes messages, so the server path (ours) drops the oldest whole turns until the rendered
-prompt fits (:func:`fit_messages`), and a last turn that alone is too long is sent whole; both
-flag ``prompt_truncated``. A request that fails is counted by the client (past its failure share
-the run fails) and gives an empty, unterminated record.
+Prompt length (ours): HF generation cuts rendered ids from the left; a chat server takes messages,
+so :func:`served_chat` drops the oldest whole turns until the rendered prompt fits
+(:func:`fit_messages`), and a last turn that alone is too long is sent whole; both flag it. A failed
+request is counted by the client (past its failure share the run fails) and gives an empty,
+unterminated answer.
 
-GenRM scoring through a server (:func:`genrm_score_served`) reads the judgement token the way
-:func:`rlbff_lib.reward_models.genrm.genrm_score` does: the generated token before EOS, score
-``log P(" Yes") − log P(" No")`` from its top-``top_k`` log-probabilities (vLLM: ``--max-logprobs 20
---logprobs-mode raw_logprobs``), ``missing_score`` without EOS or with either answer outside them.
+The GenRM's judgement through a server (:func:`judgement_score`) is read as ``genrm_score`` reads
+it: the generated token before EOS, ``log P(" Yes") − log P(" No")`` from its top-``top_k``
+log-probabilities (vLLM: ``--max-logprobs 20 --logprobs-mode raw_logprobs``); None (missing) without
+EOS, without a token before it, or with either answer outside them.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Sequence
 
-from rlbff_lib.core.http import EndpointConfig, RequestFailed
+from rlbff_lib.core.http import ChatClient, EndpointConfig, RequestFailed
 
 SERVER_KEYS = {"base_url": str, "model": str, "api_key_env": str, "concurrency": int, "timeout_s": (int, float)}
 
@@ -50,7 +51,7 @@ def server_endpoint(value: dict | None, param: str, service: str) -> EndpointCon
         if not isinstance(value.get(key), str) or not value[key].strip():
             raise ValueError(f"{param}.{key}: must be a non-empty string")
     for key, kind in SERVER_KEYS.items():
-        if key in value and not isinstance(value[key], kind):
+        if key in value and (not isinstance(value[key], kind) or isinstance(value[key], bool)):
             raise ValueError(f"{param}.{key}: must be {getattr(kind, '__name__', 'a number')}, got {value[key]!r}")
     if value.get("concurrency", 1) < 1 or value.get("timeout_s", 1) <= 0:
         raise ValueError(f"{param}: concurrency must be >= 1 and timeout_s > 0")
@@ -65,12 +66,12 @@ def fit_messages(tokenizer, messages: Sequence[dict], max_tokens: int | None,
     """``messages`` with the oldest whole turns dropped (a leading system message kept; the last
     ``tail`` messages never dropped) until the rendered prompt, generation prompt included, has at
     most ``max_tokens`` tokens: (messages, truncated). Stops at the last user turn even if too long."""
-    from rlbff_lib.alignment.policy import encode_prompt
-
     messages = list(messages)
 
-    def fits(msgs):
-        return len(encode_prompt(tokenizer, msgs, chat_template_kwargs)[0]) <= max_tokens
+    def fits(msgs):  # the prompt as HF generate renders it (alignment.policy.encode_prompt)
+        text = tokenizer.apply_chat_template(list(msgs), tokenize=False, add_generation_prompt=True,
+                                             **(chat_template_kwargs or {}))
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= max_tokens
 
     if max_tokens is None or fits(messages):
         return messages, False
@@ -86,17 +87,11 @@ def fit_messages(tokenizer, messages: Sequence[dict], max_tokens: int | None,
     return kept, True
 
 
-def _client(server: EndpointConfig):
-    from rlbff_lib.core.http import ChatClient
-
-    return ChatClient(server)
-
-
 def complete_all(server: EndpointConfig, requests: Sequence[dict]) -> list[dict | None]:
     """Answers (:func:`rlbff_lib.core.http.parse_completion`) of ``requests`` (keyword arguments of
     :meth:`ChatClient.complete`), in order, ``server.concurrency`` at a time; None for a failed one
     (counted: past the endpoint's failure share the run fails)."""
-    with _client(server) as client:
+    with ChatClient(server) as client:
         def one(kwargs):
             try:
                 return client.complete(**kwargs)
@@ -105,54 +100,46 @@ def complete_all(server: EndpointConfig, requests: Sequence[dict]) -> list[dict 
         return client.map(one, list(requests))
 
 
-def generate_chat(conversations: Sequence[Sequence[dict]], max_new_tokens: int = 256, temperature: float = 0.0,
-                  top_p: float = 1.0, top_k: int = 0, seed: int = 0, chat_template_kwargs: dict | None = None,
-                  max_prompt_tokens: int | None = None, batch_size: int = 16, *, model=None, tokenizer=None,
-                  server: EndpointConfig | None = None) -> list:
-    """One completion per conversation (N) → N :class:`~rlbff_lib.alignment.policy.Generation`, in order.
+def served_chat(conversations: Sequence[Sequence[dict]], server: EndpointConfig, tokenizer=None,
+                max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+                seed: int = 0, chat_template_kwargs: dict | None = None, max_prompt_tokens: int | None = None,
+                top_logprobs: int = 1, tail: int = 0) -> list[dict]:
+    """One completion per conversation (N) from ``server``, in order: N answers
+    ``{"content", "finish_reason", "tokens", "n_tokens", "terminated", "prompt_truncated"}``.
 
-    ``server`` None: HF ``generate`` of ``model`` (:func:`rlbff_lib.alignment.policy.generate`, batches of
-    ``batch_size``); else the server (``model`` unused; ``tokenizer``, the served model's, measures
-    prompts). temperature 0 is greedy; ``top_p``/``top_k`` (0: off)/``seed`` as the HF path; the
-    server gets them as request fields (vLLM's ``top_k``, ``seed``, ``chat_template_kwargs``).
+    temperature 0 is greedy; ``top_p``, ``top_k`` (0: off), ``seed`` and ``chat_template_kwargs``
+    go as request fields (vLLM reads them all). ``tokenizer`` (the served model's) measures prompts
+    against ``max_prompt_tokens`` (:func:`fit_messages`, never cutting the last ``tail`` messages);
+    None sends them whole. ``top_logprobs``: alternatives per token (at least 1: the tokens are
+    counted from them). A failed request gives empty content, no tokens, not terminated.
     """
-    from rlbff_lib.alignment.policy import THINK_END, THINK_START, Generation, final_answer, generate
-
-    if server is None:
-        if model is None or tokenizer is None:
-            raise ValueError("generate_chat: the HF path needs model and tokenizer (or name a generation_server)")
-        return generate(model, tokenizer, conversations, max_new_tokens=max_new_tokens, temperature=temperature,
-                        top_p=top_p, top_k=top_k, batch_size=batch_size, seed=seed,
-                        chat_template_kwargs=chat_template_kwargs, max_prompt_tokens=max_prompt_tokens)
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens: must be >= 1, got {max_new_tokens}")
-    fitted = [fit_messages(tokenizer, c, max_prompt_tokens, chat_template_kwargs) if tokenizer is not None
+    if max_new_tokens < 1 or top_logprobs < 1:
+        raise ValueError(f"max_new_tokens/top_logprobs: must be >= 1, got {max_new_tokens}/{top_logprobs}")
+    fitted = [fit_messages(tokenizer, c, max_prompt_tokens, chat_template_kwargs, tail) if tokenizer is not None
               else (list(c), False) for c in conversations]
-    extra = {"seed": seed}
+    extra: dict = {"seed": seed}
     if temperature > 0:
         extra.update(top_p=top_p, **({"top_k": top_k} if top_k else {}))
     if chat_template_kwargs:
         extra["chat_template_kwargs"] = dict(chat_template_kwargs)
     answers = complete_all(server, [dict(messages=m, max_tokens=max_new_tokens, temperature=temperature,
-                                         top_logprobs=1, extra=extra) for m, _ in fitted])
+                                         top_logprobs=top_logprobs, extra=extra) for m, _ in fitted])
     out = []
-    for i, (ans, (_, cut)) in enumerate(zip(answers, fitted)):
-        text = (ans or {}).get("content") or ""
-        thinking = text.rsplit(THINK_END, 1)[0] if THINK_END in text else text if THINK_START in text else ""
-        out.append(Generation(prompt_index=i, text=text, thinking=thinking.replace(THINK_START, "").strip(),
-                              answer=final_answer(text), n_tokens=len((ans or {}).get("tokens") or []),
-                              terminated=bool(ans) and ans.get("finish_reason") == "stop", prompt_truncated=cut))
+    for ans, (_, cut) in zip(answers, fitted):
+        ans = ans or {"content": "", "finish_reason": None, "tokens": None}
+        tokens = ans.get("tokens") or []
+        out.append({**ans, "content": ans.get("content") or "", "n_tokens": len(tokens),
+                    "terminated": ans.get("finish_reason") == "stop", "prompt_truncated": cut})
     return out
 
 
 # ------------------------------------------------------------------ GenRM scoring through a server
 
 
-def judgement_score(answer: dict | None, missing_score: float, top_k: int) -> float | None:
-    """``log P(" Yes") − log P(" No")`` at the generated token before EOS of a server answer
-    (:func:`rlbff_lib.core.http.parse_completion` with tokens), None (→ ``missing_score`` by the
-    caller) when it did not stop at EOS, has no token before it, or either answer is not among the
-    ``top_k`` alternatives there."""
+def judgement_score(answer: dict | None, top_k: int) -> float | None:
+    """``log P(" Yes") − log P(" No")`` (nats) at the generated token before EOS of a server answer
+    (:func:`rlbff_lib.core.http.parse_completion` with tokens); None (missing) when it did not stop
+    at EOS, has no token before it, or either answer is not among the ``top_k`` alternatives there."""
     if not answer or answer.get("finish_reason") != "stop":
         return None
     tokens = answer.get("tokens") or []
@@ -162,28 +149,3 @@ def judgement_score(answer: dict | None, missing_score: float, top_k: int) -> fl
     if " Yes" not in top or " No" not in top:
         return None
     return float(top[" Yes"] - top[" No"])
-
-
-def genrm_score_served(conversations: Sequence, responses: Sequence[str], principles: str | Sequence[str],
-                       tokenizer, server: EndpointConfig, max_new_tokens: int = 512,
-                       max_prompt_length: int | None = None, missing_score: float | None = None,
-                       top_k: int | None = None):
-    """:func:`rlbff_lib.reward_models.genrm.genrm_score` through ``server`` (the GenRM served, e.g.
-    ``vllm serve`` of its folder): greedy completion of at most ``max_new_tokens`` with the top
-    ``top_k`` log-probabilities per token; the same :class:`~rlbff_lib.reward_models.genrm.GenRMScoreResult`.
-    ``tokenizer``: the GenRM's (measures prompts against ``max_prompt_length``; see :func:`fit_messages`)."""
-    from rlbff_lib.reward_models import genrm as G
-    from rlbff_lib.reward_models.prompt import as_messages, per_response
-
-    missing_score = G.MISSING_REWARD if missing_score is None else missing_score
-    top_k = G.TOP_LOGPROBS if top_k is None else top_k
-    principles = per_response(conversations, responses, principles)
-    G.ensure_principle_role(tokenizer)
-    fitted = [fit_messages(tokenizer, G.genrm_messages(as_messages(c), r, p), max_prompt_length, tail=2)
-              for c, r, p in zip(conversations, responses, principles)]
-    answers = complete_all(server, [dict(messages=m, max_tokens=max_new_tokens, temperature=0.0, top_logprobs=top_k)
-                                    for m, _ in fitted])
-    scores = [judgement_score(a, missing_score, top_k) for a in answers]
-    return G.GenRMScoreResult(scores=[missing_score if s is None or math.isnan(s) else s for s in scores],
-                              texts=[(a or {}).get("content") or "" for a in answers],
-                              judged=[s is not None for s in scores], truncated=[cut for _, cut in fitted])

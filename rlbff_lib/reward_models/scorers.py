@@ -144,8 +144,6 @@ class Scorer:
         if self.kind == "scalar":
             return self._scalar(conversations, responses, principles)
         if self.server is not None:  # the GenRM behind vllm serve (rlbff_lib.models.generation)
-            from rlbff_lib.models.generation import genrm_score_served
-
             return genrm_score_served(conversations, responses, principles, self.tokenizer, self.server,
                                       max_new_tokens=self.max_new_tokens, max_prompt_length=self.prompt_budget)
         from rlbff_lib.reward_models.genrm import genrm_score
@@ -208,6 +206,27 @@ class Scorer:
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def genrm_score_served(conversations: Sequence, responses: Sequence[str], principles: str | Sequence[str],
+                       tokenizer, server, max_new_tokens: int = 512, max_prompt_length: int | None = None):
+    """:func:`rlbff_lib.reward_models.genrm.genrm_score` through ``server`` (an
+    :class:`~rlbff_lib.core.http.EndpointConfig` of the GenRM served, e.g. ``vllm serve`` of its folder):
+    greedy completions of at most ``max_new_tokens`` with the top-20 log-probabilities per token, read by
+    :func:`rlbff_lib.models.generation.judgement_score`; the same ``GenRMScoreResult`` (−50 when missing).
+    ``tokenizer``: the GenRM's (prompts over ``max_prompt_length`` lose their oldest turns)."""
+    from rlbff_lib.models.generation import judgement_score, served_chat
+    from rlbff_lib.reward_models import genrm as G
+
+    principles = per_response(conversations, responses, principles)
+    G.ensure_principle_role(tokenizer)
+    convs = [G.genrm_messages(as_messages(c), r, p) for c, r, p in zip(conversations, responses, principles)]
+    answers = served_chat(convs, server, tokenizer, max_new_tokens, max_prompt_tokens=max_prompt_length,
+                          top_logprobs=G.TOP_LOGPROBS, tail=2)
+    scores = [judgement_score(a, G.TOP_LOGPROBS) for a in answers]
+    return G.GenRMScoreResult(scores=[G.MISSING_REWARD if s is None else s for s in scores],
+                              texts=[a["content"] for a in answers], judged=[s is not None for s in scores],
+                              truncated=[a["prompt_truncated"] for a in answers])
 
 
 def load_model(kind: str, path: str | Path, device_map: str | None = None):

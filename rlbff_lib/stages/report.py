@@ -25,8 +25,8 @@ Shapes read (tolerant: a key that is absent gives "—", never an error):
   ``skipped[c]`` (why a category was not scored) and ``pooled`` (ours); a WildBench result a number
   or ``{wb_score: {task_macro}}`` (WB-Score), optionally with ``wb_reward_mix: {task_macro}`` and
   ``missing_references``. ``fulfilment``:
-  ``{before, after, gain: {mean, std}, seeds}`` where before/after are a share, ``{rates: {property:
-  share}, trained, held_out}`` or ``{property: share}``, and ``seeds`` a count or a list of
+  ``{before, after, gain: {mean, std, ci?, p_value?}, seeds}`` where before/after are a share, ``{rates: {property:
+  share}, rates_ci?, trained, held_out}`` or ``{property: share}``, and ``seeds`` a count or a list of
   ``{seed, before, after, gain}``. ``curves``: ``[{step, reward, kl, completion_length}]`` or name
   -> such a list (also ``runs[name].curves``); ``length_reward``: optional ``[{length, reward}]``.
 """

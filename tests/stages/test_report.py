@@ -164,6 +164,36 @@ def test_fulfilment_and_length_reward():
     assert R.length_reward_correlation(None) is None
 
 
+def test_fulfilment_gain_is_claimed_only_when_its_interval_excludes_zero():
+    import copy
+
+    import matplotlib.pyplot as plt
+
+    old = R.fulfilment_sentence(R.fulfilment_summary(ALIGNMENT))  # metrics from before the intervals
+    assert "gain 30.0 points ± 5.0 (seed std) over 2 seeds; no interval" in old and "no ordering claimed" in old
+    al = copy.deepcopy(ALIGNMENT)
+    ful = al["fulfilment"]
+    ful["gain"] |= {"ci": [0.05, 0.55], "p_value": 0.031}
+    ful["before"]["rates_ci"] = {"concise": [0.1, 0.35], "bulleted_list": [0.35, 0.65]}
+    ful["after"]["rates_ci"] = {"concise": [0.45, 0.73], "bulleted_list": [0.55, 0.81]}
+    s = R.fulfilment_summary(al)
+    assert s["gain_ci"] == [0.05, 0.55] and s["gain_p"] == 0.031 and s["above_noise"] is True
+    assert s["per_property_ci"]["concise"] == ([0.1, 0.35], [0.45, 0.73])
+    assert R.fulfilment_sentence(s).endswith(
+        "gain 30.0 points (95% interval [5.0, 55.0], Welch p = 0.031) over 2 seeds; above noise: the interval lies "
+        "above 0.")
+    ful["gain"]["ci"] = [-0.1, 0.7]
+    s = R.fulfilment_summary(al)
+    assert s["above_noise"] is False and "includes 0, so no ordering of before and after is claimed" in \
+        R.fulfilment_sentence(s)
+    assert "below 0" in R.fulfilment_sentence(R.fulfilment_summary(
+        {"fulfilment": {"before": 0.5, "after": 0.2, "gain": {"mean": -0.3, "ci": [-0.5, -0.1]}, "seeds": 3}}))
+    fig = R.fulfilment_figure(al)
+    assert "95% interval (Welch)" in " ".join(t.get_text() for t in fig.axes[1].get_legend().get_texts())
+    plt.close(fig)
+    assert R.report_metrics({"alignment": al}, [], "smoke", [])["headline"]["fulfilment"]["gain_ci"] == [-0.1, 0.7]
+
+
 def test_every_figure_builds_with_full_and_with_no_inputs(tmp_path):
     import matplotlib.pyplot as plt
 
