@@ -184,10 +184,9 @@ class RewardConfig:
 
 
 def _default_train_properties() -> list[str]:
-    """Smoke: principles the pipeline's scalar RM judges well (validation accuracy 0.98 and 0.89
-    on the 2000-prompt world). With ``bulleted_list`` (0.63) and ``worked_example`` (0.69) instead of
-    ``concise``, GRPO learned long bulleted answers the RM over-rewards (length 52 → 97 tokens,
-    ``worked_example`` 0.42 → 0.16, ``concise`` 0.98 → 0.46): reward hacking of a weak RM."""
+    """Smoke: principles the pipeline's scalar RM judges well (its per-property validation accuracy in
+    ``metrics/reward_models.json``). Trained on principles it judges poorly, GRPO learned long answers
+    the RM over-rewards: reward hacking of a weak RM (README, "Status")."""
     return ["followup_question", "concise"]
 
 

@@ -43,12 +43,10 @@ from rlbff_lib.training.launch import TrainConfig, TrainJob, job_cli, quiet_libr
 class ScalarRMConfig(TrainConfig):
     """Training of the scalar principle RM (fields of :class:`rlbff_lib.training.launch.TrainConfig`).
 
-    Smoke defaults (a tiny Qwen3 pretrained on the corpus): with ~16 principles to tell apart,
-    the model first learns only the label prior (loss ~0.68 for ~300 steps of 16 items), then
-    the principle-conditional answer. Measured on the 2000-prompt world (5.4k training items,
-    ~2 per response): PrincipleBench 0.50 at step 100, 0.60 at 300, 0.65 at 600; with 1.2k items
-    (~1.1 per response) 8 epochs memorised them instead (train loss 0.01, validation at the
-    majority rate). Two epochs (~680 steps) are the default. The paper-scale profile sets e.g.
+    Smoke defaults (a tiny Qwen3 pretrained on the corpus): the model first learns only the label
+    prior, then the principle-conditional answer, which needs several principle items per response
+    with mixed labels (with ~1 item per response it memorises response -> label instead; README,
+    "Status"). Two epochs are the default. The paper-scale profile sets e.g.
     ``learning_rate: 2e-6``, ``max_length: 4096``, ``gradient_checkpointing: true``.
     ``max_length`` counts the prompt plus the one answer token.
     """

@@ -9,7 +9,9 @@ options. This ablation asks what the world can answer:
   interval), and the share of mistakes among the weakest 20% (the paper's "likely wrong" stratum; Wilson);
 - does each option change the BT's accuracy? Validation pair accuracy against the recorded labels and against the
   labels without mistakes, PrincipleBench items (Yes when the reward exceeds the threshold fitted on the validation
-  items, as ``rm_eval`` scores a BT) and pairs (the Yes response scored higher), each with its Wilson interval.
+  items, as ``rm_eval`` scores a BT) and pairs (the Yes response scored higher), each with its Wilson interval;
+  with the PrincipleBench range over every threshold within 2 validation items of the best (how far a slightly
+  different model could move the BT's item number: the argmax of a nearly flat validation curve).
 
 Data: the world of ``params.yaml`` (``data.world``) with ``preference_mistake_rate`` set (annotators who mix up
 the two responses; :func:`rlbff_lib.synthetic.world.generate_world` records each pair's mistake in the truth,
@@ -102,6 +104,16 @@ def unique_scores(model, tokenizer, contexts: Sequence, responses: Sequence[str]
     return [by_key[k] for k in keys]
 
 
+def near_optimal_thresholds(scores: Sequence[float], labels: Sequence[str], slack: int = 2) -> list[float]:
+    """Every threshold (midpoints of distinct scores, and beyond both ends) whose accuracy on ``labels`` is within
+    ``slack`` items of the best: the candidates a slightly different model could have made :func:`fit_threshold` pick."""
+    ys = [lab == "Yes" for lab in labels]
+    cands = sorted(set(scores))
+    ts = [cands[0] - 1.0] + [(a + b) / 2 for a, b in zip(cands, cands[1:])] + [cands[-1] + 1.0]
+    right = [sum((x > t) == y for x, y in zip(scores, ys)) for t in ts]
+    return [t for t, r in zip(ts, right) if r >= max(right) - slack]
+
+
 def evaluate(model, tokenizer, max_length: int, val_pairs: Sequence[dict], facts: dict, validation: Sequence[dict],
              bench: Sequence[dict], bench_pairs: Sequence[dict]) -> dict:
     """Pair and PrincipleBench accuracies (percent, Wilson 95%) of one BT model (module docstring)."""
@@ -116,11 +128,15 @@ def evaluate(model, tokenizer, max_length: int, val_pairs: Sequence[dict], facts
     clean = [(d, facts[p["pair_id"]]["clean"]) for d, p in zip(deltas, val_pairs) if facts[p["pair_id"]]["clean"]]
     val_scores = score(validation, "response")
     threshold, fit_acc = fit_threshold(val_scores, [it["label"] for it in validation])
-    pb = item_accuracy(score(bench, "response"), bench, threshold)
+    bench_scores = score(bench, "response")
+    pb = item_accuracy(bench_scores, bench, threshold)
+    near = [item_accuracy(bench_scores, bench, t)["accuracy"]
+            for t in near_optimal_thresholds(val_scores, [it["label"] for it in validation])]
     pb_pairs = pair_accuracy(score(bench_pairs, "chosen"), score(bench_pairs, "rejected"), bench_pairs)
     return {"validation_pairs": rate([d > 0 for d in deltas]),
             "validation_pairs_clean": rate([d * sign > 0 for d, sign in clean]),
-            "principlebench": {k: pb[k] for k in ("accuracy", "ci", "n", "majority", "threshold")},
+            "principlebench": {**{k: pb[k] for k in ("accuracy", "ci", "n", "majority", "threshold")},
+                               "near_optimal_range": [min(near), max(near)], "near_optimal_thresholds": len(near)},
             "validation_items_fit": 100 * fit_acc,
             "principlebench_pairs": {k: pb_pairs[k] for k in ("accuracy", "ci", "n", "ties")}}
 
@@ -152,24 +168,27 @@ def train_variant(name: str, overrides: dict, base_cfg, model: str, train: list[
     from rlbff_lib.core.params import build
     from rlbff_lib.reward_models.bradley_terry import BTConfig, train_bt
 
+    from rlbff_lib.core.io import write_json
+
     cfg = build(BTConfig, {**dataclasses.asdict(base_cfg), **overrides}, "bt")
     folder = work / name
-    log_file = folder / "training_log.json"
-    if log_file.exists() and (folder / "model" / "model.safetensors").exists():
-        return json.loads(log_file.read_text()), 0.0
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    start = time.time()
-    try:
-        pre = strength.get(cfg.strength_source) if cfg.strength_source != "none" else None
-        record = train_bt(cfg, model, train, folder, strength=pre)
-    finally:
-        torch.set_num_threads(before)
+    done = folder / "ablation_run.json"  # written last: the run finished
+    if not done.exists():
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        start = time.time()
+        try:
+            pre = strength.get(cfg.strength_source) if cfg.strength_source != "none" else None
+            train_bt(cfg, model, train, folder, strength=pre)
+        finally:
+            torch.set_num_threads(before)
+        write_json(done, {"seconds": time.time() - start, "threads": threads})
+    record = json.loads((folder / "training_log.json").read_text())
     if cfg.flip_share:
         rows = [json.loads(line) for line in (folder / "strength.jsonl").read_text().splitlines()]
         flipped = [r["pair_id"] for r in rows if r["flipped"]]
         record["extra"]["flipped_that_were_mistakes"] = sum(facts[p]["mistake"] for p in flipped)
-    return record, time.time() - start
+    return record, json.loads(done.read_text())["seconds"]
 
 
 def run_ablation(principles_dir: str | Path, base_model: str | Path, work: str | Path, variants: Sequence[str],
@@ -179,7 +198,7 @@ def run_ablation(principles_dir: str | Path, base_model: str | Path, work: str |
     training pairs and evaluation items of each kind (a quick trial; None: all)."""
     import torch
 
-    from rlbff_lib.core.io import read_jsonl, write_jsonl
+    from rlbff_lib.core.io import read_jsonl, write_json, write_jsonl
     from rlbff_lib.core.params import load_params, params_file
     from rlbff_lib.models.tokenizer import load_tokenizer
     from rlbff_lib.reward_models.bradley_terry import preference_strength, annotator_strength
@@ -210,9 +229,17 @@ def run_ablation(principles_dir: str | Path, base_model: str | Path, work: str |
     torch.set_num_threads(1)
     strength = {"annotator_spread": (annotator_strength(train), None)}
     t0 = time.time()
-    strength["ensemble"] = preference_strength(dataclasses.replace(base_cfg, strength_source="ensemble"),
-                                               base_model, train, work / "strength")
-    ensemble_seconds = time.time() - t0
+    cached = work / "strength" / "ensemble.json"  # a rerun (e.g. after an evaluation change) reuses the members' result
+    ids = [p["pair_id"] for p in train]
+    saved = json.loads(cached.read_text()) if cached.exists() else {}
+    if saved.get("pair_ids") == ids and saved.get("ensemble_size") == ensemble_size:
+        strength["ensemble"] = (saved["strength"], saved["uncertainty"])
+    else:
+        strength["ensemble"] = preference_strength(dataclasses.replace(base_cfg, strength_source="ensemble"),
+                                                   base_model, train, work / "strength")
+        write_json(cached, {"pair_ids": ids, "ensemble_size": ensemble_size, "strength": strength["ensemble"][0],
+                            "uncertainty": strength["ensemble"][1], "seconds": time.time() - t0})
+    ensemble_seconds = saved.get("seconds", time.time() - t0)
     out = {
         "setup": {"world": {"n_prompts": world_cfg.n_prompts, "seed": world_cfg.seed,
                             "preference_mistake_rate": mistake_rate},

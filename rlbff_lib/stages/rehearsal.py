@@ -13,10 +13,11 @@ What it does, in order:
    ``feedback`` and ``preference`` configs, train/validation as the records are split), written from the
    synthetic world of ``data.world`` (:func:`rlbff_lib.data.sources.write_hub_dataset`). The ``data`` stage
    reads it with the same ``load_dataset`` call as the hub; no ground truth is written anywhere.
-3. The services the full profile expects, started here and stopped after their stage: the simulated
-   extraction LLM (:mod:`rlbff_lib.synthetic.extraction_server`) for ``principles`` and the project's GenRM
-   server (:mod:`rlbff_lib.reward_models.genrm_server`, serving the trained GenRM) for ``alignment``'s
-   judge reward; each stage's own preflight then checks them before any work.
+3. The services the full profile expects, started here on free local ports (their URLs passed to the stage as
+   parameter overrides) and stopped after their stage: the simulated extraction LLM
+   (:mod:`rlbff_lib.synthetic.extraction_server`) for ``principles``; the project's GenRM server
+   (:mod:`rlbff_lib.reward_models.genrm_server`, serving the trained GenRM) for ``rm_eval``'s GenRM
+   generation server and ``alignment``'s judge reward. Each stage's own preflight checks them before any work.
 4. Each stage in order; ``ROOT/rehearsal.json`` records wall and CPU seconds per stage (CPU: this process and
    its finished children, a measure that does not depend on what else the machine runs), and the GenRM's GRPO facts:
    ``frac_reward_zero_std`` over its first 10 logged steps and its first / last mean reward.
@@ -76,6 +77,14 @@ def services(stage: str, params_path: Path, root: Path):
         serve = ServeConfig()
         with serve_subprocess(serve) as url:
             yield {"extraction": {"base_url": url, "model": serve.served_model(), "api_key_env": ""}}
+    elif stage == "rm_eval" and (raw.get("rm_eval", {}).get("models", {}).get("genrm") or {}).get("generation_server"):
+        from rlbff_lib.reward_models.genrm_server import serve_subprocess
+
+        models = raw["rm_eval"]["models"]  # a free-key mapping: papermill overrides replace it whole
+        server = models["genrm"]["generation_server"]
+        with serve_subprocess(root / models["genrm"]["path"], server.get("model") or "genrm",
+                              param="rm_eval GenRM generation server") as url:
+            yield {"models": {**models, "genrm": {**models["genrm"], "generation_server": {**server, "base_url": url}}}}
     elif stage == "alignment" and "judge" in (raw.get("alignment", {}).get("rewards") or []):
         from rlbff_lib.reward_models.genrm_server import serve_subprocess
 
@@ -119,6 +128,7 @@ def run(root: Path, stages=STAGES) -> dict:
     root = root.resolve()
     params = prepare_tree(root)
     os.environ.update(OFFLINE)
+    os.environ["HF_DATASETS_CACHE"] = str(root / "cache" / "datasets")  # private: a rerun never reads a stale copy
     report: dict = {"root": str(root), "stages": {}}
     total = time.monotonic()
     report["cpu_s"] = {}

@@ -638,6 +638,11 @@ def secrets_table(secrets: Mapping | None) -> str:
         lines += ["", "Intervals: Wilson 95%. " + ("Apart from the plain BT's: " + "; ".join(apart) + "."
                                                    if apart else "Every variant's interval overlaps the plain BT's: "
                                                    "no ordering is claimed.")]
+        near = _get(plain, "principlebench", "near_optimal_range")
+        if isinstance(near, (list, tuple)) and len(near) == 2:
+            lines.append(f"PrincipleBench items of the plain BT over the thresholds within 2 validation items of the "
+                         f"fitted one: {near[0]:.1f} to {near[1]:.1f} (a principle-blind model's item number rests on "
+                         "the argmax of a nearly flat validation curve).")
     check = secrets.get("thread_check")
     if check:
         one, two = check.get("one_thread") or {}, check.get("two_threads") or {}

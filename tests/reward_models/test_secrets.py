@@ -87,3 +87,18 @@ def test_unique_scores_give_equal_inputs_one_score():
     assert all(len(v) == 1 for v in by_input.values())  # exactly equal, not merely close
     alone = [Scorer("bt", model, tok, max_length=512, batch_size=1)([c], [x]).scores[0] for c, x in zip(contexts, responses)]
     assert got == pytest.approx(alone, abs=1e-4) and max(got) - min(got) > 0.01
+
+
+def test_near_optimal_thresholds_brute_force():
+    from rlbff_lib.reward_models.secrets import near_optimal_thresholds
+
+    rng = random.Random(2)
+    for _ in range(20):
+        scores = [round(rng.gauss(0, 1), 1) for _ in range(rng.randint(2, 30))]
+        labels = ["Yes" if rng.random() < 0.5 + 0.2 * s else "No" for s in scores]
+        ts = near_optimal_thresholds(scores, labels, slack=1)
+        acc = lambda t: sum((s > t) == (lab == "Yes") for s, lab in zip(scores, labels))
+        grid = [min(scores) - 1] + [x + 0.05 for x in sorted(set(scores))]  # one point inside every gap and beyond
+        best = max(acc(t) for t in grid)
+        assert all(acc(t) >= best - 1 for t in ts)
+        assert len(ts) == sum(acc(t) >= best - 1 for t in grid)
