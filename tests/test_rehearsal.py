@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from rlbff_lib.core.params import REPO_ROOT, load_params
+from rlbff_lib.evaluation.benchmarks import benchmarks_dir
 
 # The documented substitutions (README, profiles section): dotted keys of the merged params, shell patterns.
 SUBSTITUTIONS = {
@@ -99,7 +100,7 @@ def test_the_hub_copy_is_read_by_the_hubs_own_loading_call(tmp_path, monkeypatch
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
-    cards = root.parent / "shared" / "benchmarks" / "helpsteer3-card-examples"
+    cards = (benchmarks_dir() or root / "nonexistent") / "helpsteer3-card-examples"
     if not cards.is_dir():
         pytest.skip(f"{cards}: the card examples are not here")
     feedback = json.loads((cards / "feedback_example.json").read_text())

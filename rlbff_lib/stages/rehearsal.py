@@ -164,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         g = report["genrm_grpo"]
         print(f"GenRM GRPO: frac_reward_zero_std over the first 10 steps {g['frac_reward_zero_std_first10']}, "
               f"mean reward {g['reward_first3_mean']:.2f} (first 3) -> {g['reward_last3_mean']:.2f} (last 3)")
+        # the GenRM must learn from the untrained stand-in (issue 12): reward variance in its groups, a rising reward
+        if g["frac_reward_zero_std_first10"]["mean"] >= 0.5 or g["reward_last3_mean"] <= g["reward_first3_mean"]:
+            print("error: the rehearsal's GenRM GRPO did not learn (frac_reward_zero_std >= 0.5 over its first 10 "
+                  "steps, or its mean reward did not rise)", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -12,12 +12,13 @@ from rlbff_lib.stages.data import DataConfig, summarize
 from rlbff_lib.core.io import DataError
 from rlbff_lib.synthetic.world import WorldConfig
 from rlbff_lib.core.params import REPO_ROOT
+from rlbff_lib.evaluation.benchmarks import benchmarks_dir
 
 ROOT = REPO_ROOT
 
 
 def _card_dir():
-    base = os.environ.get("RLBFF_BENCHMARKS_DIR") or str(ROOT.parent / "shared" / "benchmarks")
+    base = str(benchmarks_dir() or ROOT / "nonexistent")
     path = Path(base) / "helpsteer3-card-examples"
     if not path.exists():
         if os.environ.get("CI"):

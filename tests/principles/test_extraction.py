@@ -24,6 +24,7 @@ from rlbff_lib.core.io import read_jsonl, read_jsonl_tolerant
 
 from fakes.openai_server import FakeOpenAI, good_answer  # noqa: E402
 from rlbff_lib.core.params import REPO_ROOT
+from rlbff_lib.evaluation.benchmarks import benchmarks_dir
 
 ROOT = REPO_ROOT
 SECRET = "sk-test-PLANTED-SECRET-7f3a9c"
@@ -167,7 +168,7 @@ def test_rules_helpfulness_from_opening_sentence(level, fulfillment):
 
 
 def _card_dir() -> Path:
-    base = os.environ.get("RLBFF_BENCHMARKS_DIR") or str(ROOT.parent / "shared" / "benchmarks")
+    base = str(benchmarks_dir() or ROOT / "nonexistent")
     path = Path(base) / "helpsteer3-card-examples"
     if not path.exists():
         if os.environ.get("CI"):

@@ -15,8 +15,9 @@ from rlbff_lib.reward_models.scoring import main, read_inputs
 from rlbff_lib.models.tokenizer import TokenizerConfig, train_tokenizer
 from rlbff_lib.synthetic.world import WorldConfig, corpus_texts, generate_world
 from fakes.tiny_models import spread_model
+from rlbff_lib.evaluation.benchmarks import benchmarks_dir
 
-CARD_EXAMPLE = Path("/work/shared/benchmarks/helpsteer3-card-examples/feedback_example.json")
+CARD_EXAMPLE = (benchmarks_dir() or Path("/nonexistent")) / "helpsteer3-card-examples" / "feedback_example.json"
 TINY = ModelSizeConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                        head_dim=16, intermediate_size=64, max_position_embeddings=4096)
 

@@ -18,6 +18,7 @@ from rlbff_lib.stages import principles as S
 from rlbff_lib.core.child import get_json
 from rlbff_lib.synthetic.extraction_server import ServeConfig
 from rlbff_lib.synthetic.world import PROPERTIES, WorldConfig, generate_world
+from rlbff_lib.evaluation.benchmarks import benchmarks_dir
 
 ROOT = REPO_ROOT
 
@@ -85,7 +86,7 @@ def test_odd_feedback_texts_are_counted_never_crash(tmp_path):
 
 
 def _benchmarks_dir() -> Path:
-    return Path(os.environ.get("RLBFF_BENCHMARKS_DIR") or ROOT.parent / "shared" / "benchmarks")
+    return benchmarks_dir() or ROOT / "nonexistent"
 
 
 def test_released_principle_config_is_used_directly(tmp_path):
