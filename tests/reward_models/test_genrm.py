@@ -289,7 +289,7 @@ def test_attach_reasoning_reads_extracted_evidence_only(items, tok):
             assert tok.decode(row["input_ids"][n_prompt:]) == t + "<|im_end|>"
             assert t.endswith(f"\n{MARKER} {o['label']}") and t.startswith("<think>\n") == thinking
     with pytest.raises(ValueError, match="^max_length"):
-        build_sft_rows(out[:1], tok, max_length=40)
+        build_sft_rows(out[:1], tok, max_length=20)
 
 
 def test_no_training_input_reads_the_ground_truth():
