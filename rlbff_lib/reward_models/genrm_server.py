@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
+
+from rlbff_lib.core.child import child_server
 
 MAX_TOP_LOGPROBS = 20  # vLLM's default --max-logprobs
 
@@ -191,11 +190,6 @@ def make_server(model_dir: str | Path, name: str, host: str = "127.0.0.1", port:
     return server
 
 
-def _get_json(url: str, timeout_s: float) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-        return json.loads(resp.read())
-
-
 @contextmanager
 def serve_subprocess(model_dir: str | Path, name: str = "genrm", timeout_s: float = 120.0,
                      param: str = "judge server") -> Iterator[str]:
@@ -205,36 +199,8 @@ def serve_subprocess(model_dir: str | Path, name: str = "genrm", timeout_s: floa
         raise FileNotFoundError(f"{param}: {model_dir} is not a model folder (no config.json); train the GenRM first")
     cmd = [sys.executable, "-m", "rlbff_lib.reward_models.genrm_server", "--model", str(model_dir), "--name", name,
            "--port", "0"]
-    errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty child never blocks on it
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True)
-    try:
-        line = proc.stdout.readline().strip()
-        if not line.startswith("serving "):
-            proc.kill()
-            proc.wait()
-            errors.seek(0)
-            raise RuntimeError(f"{param}: the GenRM server did not start: {(line + ' ' + errors.read()).strip()[-500:]}")
-        base_url = line.split()[1]
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                _get_json(base_url + "/models", 2.0)
-                break
-            except OSError as e:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"{param}: the GenRM server at {base_url} does not answer: {e}") from None
-                time.sleep(0.1)
+    with child_server(cmd, f"{param} (the GenRM server)", "/models", timeout_s) as base_url:
         yield base_url
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stdout.close()
-        errors.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,14 +48,14 @@ import http.client
 import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+
+from rlbff_lib.core.child import child_server
 
 KINDS = ("scalar", "bt")
 MAX_BODY_BYTES = 256 * 2 ** 20
@@ -407,33 +407,12 @@ def serve_subprocess(kind: str, model: str | Path, max_length: int | None = None
                      timeout_s: float = 300.0, param: str = "scoring service") -> Iterator[str]:
     """Serve the ``kind`` RM at ``model`` from a child process on a free local port; yields its URL (for
     ``score_url``) once ``GET /health`` answers, stops the child on exit. Fails naming ``param``."""
-    from rlbff_lib.training.slurm import wait_healthy
-
     if not (Path(model) / "config.json").is_file():
         raise FileNotFoundError(f"{param}: {model} is not a model folder (no config.json)")
     cmd = [sys.executable, "-m", "rlbff_lib.reward_models.serve", "--kind", kind, "--model", str(model),
            "--port", "0", "--batch-size", str(batch_size)] + (["--max-length", str(max_length)] if max_length else [])
-    errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty child never blocks on it
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True)
-    try:
-        line = proc.stdout.readline().strip()
-        if not line.startswith("serving "):
-            proc.wait(timeout=30)
-            errors.seek(0)
-            raise RuntimeError(f"{param}: did not start: {(line + ' ' + errors.read()).strip()[-500:]}")
-        url = line.split()[1]
-        wait_healthy(url + "/health", timeout_s, 0.1, proc)
+    with child_server(cmd, param, "/health", timeout_s, stop_timeout_s=30.0) as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        proc.stdout.close()
-        errors.close()
 
 
 # ------------------------------------------------------------------ command line
