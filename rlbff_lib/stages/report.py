@@ -74,6 +74,7 @@ INPUTS: dict[str, str] = {
     "rm_eval": "rm_eval.json",
     "rm_eval_md": "rm_eval.md",
     "alignment": "alignment.json",
+    "secrets": "secrets_ablation.json",  # optional: python -m rlbff_lib.reward_models.secrets (not a stage)
 }
 FUNNEL_STEPS = ("evidence", "helpfulness", "partially", "consensus")
 RMBENCH_COLS = ("chat", "math", "code", "safety", "easy", "normal", "hard", "overall")

@@ -65,7 +65,7 @@ def test_load_inputs_lists_missing_and_rejects_broken_json(tmp_path):
     (tmp_path / "rm_eval.md").write_text("# RM table\n")
     found, missing = R.load_inputs(tmp_path)
     assert set(found) == {"principles", "rm_eval_md"}
-    assert missing == ["data", "assets", "reward_models", "rm_eval", "alignment"]
+    assert missing == ["data", "assets", "reward_models", "rm_eval", "alignment", "secrets"]
     (tmp_path / "alignment.json").write_text('{"curves": [')
     with pytest.raises(DataError, match=r"alignment.json, line 1: invalid JSON"):
         R.load_inputs(tmp_path)
