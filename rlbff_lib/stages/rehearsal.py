@@ -17,7 +17,9 @@ What it does, in order:
    parameter overrides) and stopped after their stage: the simulated extraction LLM
    (:mod:`rlbff_lib.synthetic.extraction_server`) for ``principles``; the project's GenRM server
    (:mod:`rlbff_lib.reward_models.genrm_server`, serving the trained GenRM) for ``rm_eval``'s GenRM
-   generation server and ``alignment``'s judge reward. Each stage's own preflight checks them before any work.
+   generation server and ``alignment``'s judge reward, and the Bradley-Terry scoring service
+   (:mod:`rlbff_lib.reward_models.serve`) for ``alignment``'s BT reward. Each stage's own preflight checks them
+   before any work.
 4. Each stage in order; ``ROOT/rehearsal.json`` records wall and CPU seconds per stage (CPU: this process and
    its finished children, a measure that does not depend on what else the machine runs), and the GenRM's GRPO facts:
    ``frac_reward_zero_std`` over its first 10 logged steps and its first / last mean reward.
@@ -85,12 +87,22 @@ def services(stage: str, params_path: Path, root: Path):
         with serve_subprocess(root / models["genrm"]["path"], server.get("model") or "genrm",
                               param="rm_eval GenRM generation server") as url:
             yield {"models": {**models, "genrm": {**models["genrm"], "generation_server": {**server, "base_url": url}}}}
-    elif stage == "alignment" and "judge" in (raw.get("alignment", {}).get("rewards") or []):
-        from rlbff_lib.reward_models.genrm_server import serve_subprocess
+    elif stage == "alignment":
+        rewards, reward = raw.get("alignment", {}).get("rewards") or [], raw["alignment"]["grpo"]["reward"]
+        published = root / "models" / "reward_models"
+        served: dict = {}
+        with contextlib.ExitStack() as stack:
+            if "judge" in rewards:  # the trained GenRM as an OpenAI-compatible judge with logprobs
+                from rlbff_lib.reward_models.genrm_server import serve_subprocess as serve_genrm
 
-        model = raw["alignment"]["grpo"]["reward"].get("judge_model") or "genrm"
-        with serve_subprocess(root / "models" / "reward_models" / "genrm", model, param="alignment judge server") as url:
-            yield {"grpo": {"reward": {"judge_base_url": url}}}
+                served["judge_base_url"] = stack.enter_context(serve_genrm(
+                    published / "genrm", reward.get("judge_model") or "genrm", param="alignment judge server"))
+            if "bt" in rewards and reward.get("score_url"):  # the BT reward served once, not loaded by every rank
+                from rlbff_lib.reward_models.serve import serve_subprocess as serve_scorer
+
+                served["score_url"] = stack.enter_context(serve_scorer(
+                    "bt", published / "bt", reward.get("max_length"), param="alignment.grpo.reward.score_url"))
+            yield {"grpo": {"reward": served}} if served else {}
     else:
         yield {}
 
