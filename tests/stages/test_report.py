@@ -254,7 +254,7 @@ def test_report_stage_runs_with_some_metrics_missing_and_exports_markdown(tmp_pa
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     run_stage("report", tmp_path / "params.yaml", workdir=tmp_path)
     m = json.loads((tmp_path / "metrics" / "report.json").read_text())
-    assert m["missing"] == ["data", "assets", "reward_models", "rm_eval_md", "alignment"]
+    assert m["missing"] == ["data", "assets", "reward_models", "rm_eval_md", "alignment", "secrets"]
     for name in R.FIGURES:
         assert (tmp_path / "figures" / f"report_{name}.png").stat().st_size > 1000
         assert (tmp_path / "figures" / f"report_{name}.svg").exists()
