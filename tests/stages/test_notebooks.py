@@ -25,6 +25,12 @@ SWEEP_COMMAND = """for n in 200 400; do
 done"""
 
 
+def test_readme_shows_the_sweep_that_the_sweep_test_runs():
+    readme = (ROOT / "README.md").read_text()
+    indented = "\n".join("   " + line for line in SWEEP_COMMAND.splitlines())
+    assert indented in readme, "README.md: the papermill sweep example differs from SWEEP_COMMAND"
+
+
 def _code_cells(path):
     return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
 
