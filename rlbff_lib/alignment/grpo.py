@@ -347,25 +347,6 @@ def yes_no_from_text(text: str | None) -> float | None:
     return None if m is None else (1.0 if m.group(1).lower() == "yes" else -1.0)
 
 
-def judgement_token(tokens: Sequence[dict], marker: str = "Final Judgement:") -> dict | None:
-    """The generated token right after the last ``marker`` (the GenRM's judgement token), or None
-    when the marker is missing or its last token also holds the following text."""
-    text, starts = "", []
-    for t in tokens:
-        starts.append(len(text))
-        text += t["token"]
-    end = text.rfind(marker)
-    if end < 0:
-        return None
-    end += len(marker)
-    for t, s in zip(tokens, starts):
-        if s == end:
-            return t
-        if s > end:
-            return None
-    return None
-
-
 def judge_principle_score(client: ChatClient, context: Sequence[dict], response: str, principle: str,
                           mode: str = "logprobs", top_logprobs: int = 20, prompt: str = "rlbff",
                           max_new_tokens: int = 512) -> float | None:
