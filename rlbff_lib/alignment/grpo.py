@@ -185,7 +185,7 @@ class RewardConfig:
 
 def _default_train_properties() -> list[str]:
     """Smoke: principles the pipeline's scalar RM judges well (its per-property validation accuracy in
-    ``metrics/reward_models.json``). Trained on principles it judges poorly, GRPO learned long answers
+    ``outputs/details/reward_models.json``). Trained on principles it judges poorly, GRPO learned long answers
     the RM over-rewards: reward hacking of a weak RM (README, "Status")."""
     return ["followup_question", "concise"]
 
@@ -576,7 +576,7 @@ def build_trainer(cfg: AlignmentConfig, policy: str | Path, rows: Sequence[dict]
     reward = reward if reward is not None else PrincipleReward(cfg.reward, policy_tokenizer=tokenizer)
     args = trl_config(cfg, Path(output_dir) / "checkpoints")
     trainer = GRPOTrainer(model=str(policy), reward_funcs=reward, args=args, train_dataset=Dataset.from_list(kept),
-                          processing_class=tokenizer, callbacks=callbacks)
+                          processing_class=tokenizer, callbacks=callbacks, peft_config=cfg.lora.peft_config())
     return trainer, tokenizer, len(rows) - len(kept)
 
 

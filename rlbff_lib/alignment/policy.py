@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Literal, Sequence
 from rlbff_lib.core.stats import welch_test, wilson_interval
 from rlbff_lib.synthetic import world as W
 from rlbff_lib.training.launch import TrainJob, job_cli, run_trainer
+from rlbff_lib.training.lora import LoraSettings, lora_settings
 
 THINK_START, THINK_END = "<think>", "</think>"
 
@@ -57,6 +58,7 @@ class PolicySFTConfig:
     lr_scheduler_type, weight_decay, max_grad_norm, logging_steps, save_steps, save_total_limit,
     gradient_checkpointing, seed, report_to, trl_args: as in :class:`rlbff_lib.training.launch.TrainConfig`
         (steps are optimizer steps, batch sizes count sequences; ``trl_args``: other ``trl.SFTConfig`` fields).
+    lora: LoRA adapters instead of full weights (:class:`rlbff_lib.training.lora.LoraSettings`; off by default).
     max_length: longest prompt + response in tokens; longer examples are dropped (counted).
     """
 
@@ -87,8 +89,10 @@ class PolicySFTConfig:
     seed: int = 0
     report_to: Literal["none", "tensorboard", "wandb", "trackio"] = "none"
     trl_args: dict[str, Any] = field(default_factory=dict)
+    lora: LoraSettings = field(default_factory=LoraSettings)
 
     def __post_init__(self):
+        self.lora = lora_settings(self.lora)
         if not str(self.name_or_path).strip():
             raise ValueError("name_or_path: must name a base model folder or hub name")
         for name in ("sft_steps",):
@@ -200,7 +204,7 @@ def train_policy_sft(cfg: PolicySFTConfig, output_dir: str | Path, callbacks: li
         raise ValueError(f"max_length: every one of {len(rows)} examples is longer than {cfg.max_length} tokens")
     args = trl_config(cfg, output_dir / "checkpoints")
     trainer = SFTTrainer(model=str(cfg.name_or_path), args=args, train_dataset=Dataset.from_list(kept),
-                         processing_class=tokenizer, callbacks=callbacks)
+                         processing_class=tokenizer, callbacks=callbacks, peft_config=cfg.lora.peft_config())
     extra = {"n_examples": len(rows), "n_dropped_too_long": len(rows) - len(kept), "config": asdict(cfg)}
     return run_trainer(trainer, output_dir, "policy_sft", extra)
 

@@ -31,7 +31,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rlbff_lib.core.params import (REPO_ROOT, SECTIONS, ParamError, build, check_parameter_names, load_params,
                                    merge_overrides, params_file, project_root, read_raw, section_class,
@@ -80,7 +80,7 @@ def stage_env(profile: str) -> dict:
 class Outputs:
     """Where a stage run writes: ``out("metrics/data.json")`` is ``<root>/metrics/data.json`` (folder made),
     relative to ``base`` (the repository root, the stage's current folder) when inside it, so paths that
-    outputs record (``models/assets/base_policy`` in ``metrics/assets.json``) stay relative."""
+    outputs record (``models/assets/base_policy`` in ``outputs/details/assets.json``) stay relative."""
 
     def __init__(self, root: str | Path, base: str | Path | None = None):
         self.root = Path(root).resolve()
@@ -96,6 +96,47 @@ class Outputs:
 
     def __repr__(self) -> str:
         return f"Outputs({str(self.root)!r})"
+
+
+def with_ci(value: Any, ci: Any, key: str = "value") -> dict:
+    """``{key: value, "ci_low": lo, "ci_high": hi}`` from a ``[lo, hi]`` interval (``None`` where there is none):
+    a headline number and its interval as plain numbers (``dvc metrics show`` prints a list as one string)."""
+    lo, hi = ci if isinstance(ci, (list, tuple)) and len(ci) == 2 else (None, None)
+    return {key: value, "ci_low": lo, "ci_high": hi}
+
+
+def headline_numbers(headline: dict, prefix: str = "") -> dict:
+    """``headline`` (nested dicts) with the values not measured (``None``, non-finite) and the dicts left empty
+    taken out. A value that is not a number (a string, a list) raises ValueError naming its key (``a.b``)."""
+    import math
+
+    kept: dict = {}
+    for key, value in headline.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            value = headline_numbers(value, name + ".")
+            if value:
+                kept[key] = value
+        elif value is None or (isinstance(value, float) and not math.isfinite(value)):
+            continue
+        elif isinstance(value, (int, float)):
+            kept[key] = value
+        else:
+            raise ValueError(f"headline metric {name}: expected a number, got {type(value).__name__} {value!r}")
+    return kept
+
+
+def write_metrics(out: Outputs, name: str, details: dict, headline: Callable[[dict], dict]) -> dict:
+    """Write stage ``name``'s results, each file atomically: ``outputs/details/NAME.json`` all it measured
+    (``details``), then ``metrics/NAME.json`` the headline numbers that ``dvc metrics show`` / ``dvc exp show``
+    compare: ``headline(details)`` (the stage module's ``headline_metrics``) through :func:`headline_numbers`.
+    Returns the headline as written."""
+    from rlbff_lib.core.io import write_json
+
+    numbers = headline_numbers(headline(details))
+    write_json(out(f"outputs/details/{name}.json"), details)
+    write_json(out(f"metrics/{name}.json"), numbers)
+    return numbers
 
 
 def pipeline_outs(root: str | Path, stage_name: str | None = None) -> list[Path]:

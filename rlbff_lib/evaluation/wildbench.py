@@ -503,10 +503,12 @@ class RMAsWildBenchJudge:
         return out
 
 
-def make_wildbench_judges(cfg: PolicyEvalConfig, wb: WildBenchConfig, rm_judge=None):
+def make_wildbench_judges(cfg: PolicyEvalConfig, wb: WildBenchConfig, rm_judge=None, cache=None):
     """(WB-Score judge, WB-Reward judge): with ``cfg.judge == "principle_rm"`` the smoke RM judge
     (``rm_judge``, e.g. the MT-Bench judge of :func:`~rlbff_lib.evaluation.policy_bench.make_judges`)
-    in WildBench's format; else OpenAI-compatible judges for ``wb``'s two models."""
+    in WildBench's format; else OpenAI-compatible judges for ``wb``'s two models whose answers go to
+    ``cache`` (a :class:`rlbff_lib.core.cache.JsonlCache`, e.g. the one the MT-Bench judge's endpoint
+    holds: a rerun asks only new requests; None: ask every time)."""
     if cfg.judge == "principle_rm":
         if rm_judge is None:
             from rlbff_lib.evaluation.policy_bench import make_judges
@@ -516,8 +518,8 @@ def make_wildbench_judges(cfg: PolicyEvalConfig, wb: WildBenchConfig, rm_judge=N
         return judge, judge
     from rlbff_lib.core.http import ChatClient
 
-    return tuple(OpenAIJudge(ChatClient(cfg.endpoint(model, f"alignment.wildbench.{param}", "WildBench judge endpoint")),
-                             wb.judge_max_tokens, tag="wildbench-v2")
+    return tuple(OpenAIJudge(ChatClient(cfg.endpoint(model, f"alignment.wildbench.{param}", "WildBench judge endpoint"),
+                                        cache), wb.judge_max_tokens, tag="wildbench-v2")
                  for model, param in ((wb.score_judge_model, "score_judge_model"),
                                       (wb.reward_judge_model, "reward_judge_model")))
 

@@ -409,6 +409,7 @@ def _fit(cfg: BTConfig, model: str | Path, rows: list[dict], eval_rows: list[dic
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows and cfg.eval_steps > 0 else None,
         processing_class=tokenizer,
         callbacks=callbacks,
+        peft_config=cfg.lora.peft_config("SEQ_CLS"),  # LoRA: the fresh ``score`` head trains whole
         label_smoothing=cfg.label_smoothing,
         contrastive=((cfg.contrastive_weight, cfg.contrastive_temperature, cfg.contrastive_dropout)
                      if cfg.contrastive_weight > 0 else None),

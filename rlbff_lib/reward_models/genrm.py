@@ -603,7 +603,8 @@ def train_sft(cfg: GenRMSFTConfig, model: str | Path, items: Sequence[dict], out
     tokenizer = prepare_tokenizer(model, enable_thinking)
     rows, cut = build_sft_rows(items, tokenizer, cfg.max_length, enable_thinking)
     trainer = SFTTrainer(model=str(model), args=trl_config(cfg, output_dir / "checkpoints"),
-                         train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks)
+                         train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks,
+                         peft_config=cfg.lora.peft_config())
     record = run_trainer(trainer, output_dir, "genrm_sft", {"n_train": len(rows), "train_truncated": cut})
     return record, trainer, tokenizer
 
@@ -646,7 +647,7 @@ def train_grpo(cfg: GenRMGRPOConfig, model: str | Path, items: Sequence[dict], o
     reward = JudgementReward(tokenizer, cfg.missing_reward, cfg.top_logprobs, cfg.reward_batch_size)
     args = trl_config(cfg, output_dir / "checkpoints")
     trainer = GRPOTrainer(model=str(model), reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows),
-                          processing_class=tokenizer, callbacks=callbacks)
+                          processing_class=tokenizer, callbacks=callbacks, peft_config=cfg.lora.peft_config())
     reward.model = trainer.model  # the policy being trained (its plain forward; TRL's fused head is opt-in)
     record = run_trainer(trainer, output_dir, "genrm_grpo", {"n_train": len(rows), "train_truncated": cut})
     return record, trainer, tokenizer

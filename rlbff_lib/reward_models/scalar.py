@@ -22,6 +22,10 @@ a provided ``labels`` column as is. Over-long conversations are cut from the LEF
 :func:`fit_conversation` (the same code the scorer uses), so the response and the principle
 turn stay whole.
 
+LoRA (``lora.enabled``, :mod:`rlbff_lib.training.lora`): adapters on the decoder's linear layers; the output head
+stays as it is (TRL 1.16's ``SFTTrainer`` computes the loss from ``lm_head.weight`` directly and rejects adapters on
+it), so the adapters move the last hidden state h, and the reward (w_Yes − w_No) · h with it.
+
 Command line (one process, or several through :func:`rlbff_lib.training.launch.launch`)::
 
     python -m rlbff_lib.reward_models.scalar train --config JOB.json
@@ -113,6 +117,7 @@ def train_scalar_rm(cfg: ScalarRMConfig, model: str | Path, train_items: Sequenc
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows and cfg.eval_steps > 0 else None,
         processing_class=tokenizer,
         callbacks=callbacks,
+        peft_config=cfg.lora.peft_config(),
     )
     extra = {"n_train": len(train_rows), "train_truncated": train_cut, "n_eval": len(eval_rows),
              "eval_truncated": eval_cut}

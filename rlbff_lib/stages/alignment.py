@@ -22,7 +22,8 @@ output, so an interrupted stage resumes and a changed config or input gets a fre
    MT-Bench is their mean, Arena-Hard one bootstrap per category over all their battles, WildBench
    one score over all their rows.
 
-``metrics/alignment.json`` (see :func:`stage_metrics`) is what the ``report`` stage reads.
+``outputs/details/alignment.json`` (see :func:`stage_metrics`) is what the ``report`` stage reads;
+``metrics/alignment.json`` holds its headline numbers (:func:`headline_metrics`).
 """
 
 from __future__ import annotations
@@ -371,7 +372,8 @@ def benchmark_runs(cfg: AlignmentStageConfig, policy_dir: str | Path, runs: dict
     if mtbench is None and wildbench is None:
         return {}
     judges = make_judges(cfg.evaluation, cache_path=judge_cache)
-    wb_judges = make_wildbench_judges(cfg.evaluation, cfg.wildbench, judges[0]) if wildbench else None
+    cache = judges[0].endpoint.cache if cfg.evaluation.judge == "openai" else None  # one file for every judge
+    wb_judges = make_wildbench_judges(cfg.evaluation, cfg.wildbench, judges[0], cache) if wildbench else None
     bench = {"sft": [evaluate_benchmarks(policy_dir, cfg, judges, mtbench, arena, wildbench, wb_judges)]}
     for backend, records in runs.items():
         bench[backend] = [evaluate_benchmarks(r["model_dir"], cfg, judges, mtbench, arena, wildbench, wb_judges)
@@ -429,7 +431,7 @@ def stage_metrics(cfg: AlignmentStageConfig, sft_log: dict, runs: dict[str, list
                   sft_fulfilment: Sequence[dict], run_fulfilment: dict[str, list[dict]],
                   benchmarks: dict[str, list[dict]], train_properties: Sequence[str],
                   held_out: Sequence[str], texts: dict[str, list[str]]) -> dict:
-    """``metrics/alignment.json``.
+    """``outputs/details/alignment.json``.
 
     ``fulfilment``: ``before`` (SFT, mean over sampling seeds) and ``after`` (the first reward,
     mean over GRPO seeds), each ``{rates, trained, held_out, mean_tokens, ...}``; ``gain``
@@ -467,6 +469,28 @@ def stage_metrics(cfg: AlignmentStageConfig, sft_log: dict, runs: dict[str, list
         "policy_sft": {k: sft_log.get(k) for k in ("global_step", "train_loss", "model_dir", "skipped")}
                       | {"final_loss": (sft_log.get("train") or [{}])[-1].get("loss")},
     }
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """``metrics/alignment.json`` from :func:`stage_metrics`: per reward, the fulfilment gain over seeds (GRPO − SFT,
+    a share) on the trained and on the held-out principles with Welch's 95% interval and p; the number of seeds;
+    per policy MT-Bench overall (1-10), Arena-Hard v2 win rate (percent, bootstrap interval) and WildBench
+    (task macro WB-Score) where run."""
+    from rlbff_lib.core.stage import with_ci
+
+    def gain(g: dict) -> dict:
+        return with_ci(g.get("gain"), g.get("ci"), "gain") | {"p_value": g.get("p_value")}
+
+    ful = metrics.get("fulfilment") or {}
+    gains = {reward: {key: gain(r.get(key) or {}) for key in ("trained", "held_out")}
+             for reward, r in (ful.get("by_reward") or {}).items()}
+    policies = metrics.get("policies") or {}
+    arena = {name: p.get("arena_hard") or {} for name, p in policies.items()}
+    return {"fulfilment_gain": gains, "seeds": (ful.get("gain") or {}).get("n_seeds"),
+            "mt_bench": {name: (p.get("mt_bench") or {}).get("overall") for name, p in policies.items()},
+            "arena_hard": {name: with_ci(a.get("win_rate"), a.get("ci"), "win_rate") for name, a in arena.items()},
+            "wildbench": {name: ((p.get("wildbench") or {}).get("wb_score") or {}).get("task_macro")
+                          for name, p in policies.items()}}
 
 
 def fulfilment_metrics(cfg: AlignmentStageConfig, sft_fulfilment: Sequence[dict],

@@ -152,3 +152,14 @@ def build_assets(cfg: AssetsConfig, records: list[dict], extra_texts: list[str],
                                    "parameters": count_parameters(model), "pretrain_curve": curve}
     write_json(out_dir / BASE_MODELS_FILE, {role: m["name_or_path"] for role, m in summary["models"].items()})
     return summary
+
+
+def headline_metrics(summary: dict) -> dict:
+    """``metrics/assets.json`` from :func:`build_assets`'s summary (all of it in ``outputs/details/assets.json``):
+    per role the pretraining loss of the last logged window (nats per token) and the parameter count; the tokenizer's
+    vocabulary size and the pretraining tokens."""
+    models = summary.get("models") or {}
+    return {"pretrain_final_loss": {role: (m.get("pretrain_curve") or [{}])[-1].get("loss") for role, m in models.items()},
+            "parameters": {role: m.get("parameters") for role, m in models.items()},
+            "vocab_size": (summary.get("tokenizer") or {}).get("vocab_size"),
+            "pretrain_tokens": summary.get("pretrain_tokens")}

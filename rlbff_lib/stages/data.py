@@ -1,7 +1,8 @@
 """The ``data`` stage (back-end of ``notebooks/data.ipynb``): load the configured source, write it, summarize it.
 
 The loaders and the record schema live in :mod:`rlbff_lib.data.sources`; this module holds the
-stage's config and what the notebook calls: :func:`write_source` and :func:`summarize`.
+stage's config and what the notebook calls: :func:`write_source`, :func:`summarize` (``outputs/details/data.json``)
+and :func:`headline_metrics` (``metrics/data.json``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def write_source(source: dict, out_dir: str | Path) -> dict[str, int]:
 
 
 def summarize(source: dict) -> dict:
-    """Counts for ``metrics/data.json``: records per domain, properties, label balance."""
+    """Counts for ``outputs/details/data.json``: records per domain, properties, label balance."""
     fb = source["feedback"]
     out: dict = {
         "records": len(fb),
@@ -84,3 +85,11 @@ def summarize(source: dict) -> dict:
         total = sum(p["responses"] for p in props.values())
         out["property_label_balance"] = {"yes_share": yes / total, "labels": total}
     return out
+
+
+def headline_metrics(summary: dict) -> dict:
+    """``metrics/data.json`` from :func:`summarize`'s counts: records (in all and per domain), feedback texts,
+    released principle records, records with a preference label."""
+    return {"records": summary.get("records"), "records_per_domain": dict(summary.get("records_per_domain") or {}),
+            "feedback_texts": summary.get("feedback_texts"), "principle_records": summary.get("principle_records"),
+            "preferences_labelled": (summary.get("preference") or {}).get("labelled")}

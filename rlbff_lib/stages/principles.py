@@ -13,7 +13,7 @@ Extraction goes through the LLM code path (``extraction.backend: openai``) or th
 :mod:`rlbff_lib.synthetic.extraction_server` on a free local port for the extraction and stops it after,
 so nothing has to be running beforehand. Every answer is cached (``data/cache/extraction.jsonl``).
 
-Then, counted step by step in ``metrics/principles.json`` (``funnel``): filters 0-3
+Then, counted step by step in ``outputs/details/principles.json`` (``funnel``): filters 0-3
 (:mod:`~rlbff_lib.principles.filters`), consensus (:mod:`~rlbff_lib.principles.consensus`, also measured
 at every threshold of ``consensus.sweep``), the merge into one item per (response, principle meaning) and
 the datasets (:mod:`~rlbff_lib.principles.datasets`). In the synthetic world, every step is also scored
@@ -332,6 +332,28 @@ def run_principles(cfg: PrinciplesConfig, inputs: Inputs, model, cache_path: str
     metrics.update(ds_metrics)
     return Result(inputs.source, rows, cands, items, ds["splits"], ds["bench"], ds["bench_pairs"], ds["pairs"],
                   mapping, curve, metrics)
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """``metrics/principles.json`` from :func:`run_principles`'s metrics (all of them in
+    ``outputs/details/principles.json``): principles extracted, left after the filters and after consensus; items
+    and their splits; preference pairs; the extraction's failure share; in the synthetic world the share of items
+    whose principle names a true property of the response with the right label, before and after consensus (items
+    merged the same way), with 95% Wilson intervals."""
+    from rlbff_lib.core.stage import with_ci
+
+    steps = {k.split("_", 1)[1]: v.get("count") for k, v in (metrics.get("funnel") or {}).items()}
+    ds, syn = metrics.get("datasets") or {}, metrics.get("synthetic") or {}
+    return {"extracted": steps.get("extracted"), "after_filters": steps.get("partially"),
+            "after_consensus": steps.get("consensus"),
+            "items": ds.get("items", (metrics.get("released") or {}).get("items")),
+            "train_items": ds.get("train"), "validation_items": ds.get("validation"),
+            "principlebench_items": ds.get("principlebench"), "principlebench_pairs": ds.get("principlebench_pairs"),
+            "preference_pairs": (metrics.get("pairs") or {}).get("pairs"),
+            "extraction_failure_share": (metrics.get("extraction") or {}).get("failure_share"),
+            "accuracy_vs_truth": {
+                when: with_ci(syn.get(f"accuracy_{when}"), syn.get(f"accuracy_{when}_ci"), "accuracy")
+                for when in ("before_consensus", "after_consensus")}}
 
 
 def write_outputs(result: Result, folder: str | Path) -> dict[str, int]:

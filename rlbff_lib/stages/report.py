@@ -3,9 +3,12 @@
 Inputs (each optional: a stage not run yet gives "not available" in its figure or table, and
 :func:`load_inputs` lists it as missing)::
 
-    metrics/data.json  assets.json  principles.json  reward_models.json  rm_eval.json  rm_eval.md
-    metrics/alignment.json
+    outputs/details/data.json  assets.json  principles.json  reward_models.json  rm_eval.json  alignment.json
+    metrics/rm_eval.md
     metrics/secrets_ablation.json   (not a stage's: :mod:`rlbff_lib.reward_models.secrets`; :func:`secrets_table`)
+
+(``outputs/details/NAME.json``: all that stage NAME measured; its ``metrics/NAME.json`` holds only the headline
+numbers, :func:`rlbff_lib.core.stage.write_metrics`.)
 
 Every builder takes plain metrics dicts and returns a matplotlib Figure (figures) or a Markdown
 string (tables); nothing here reads files except :func:`load_inputs`. The paper's numbers are in
@@ -66,15 +69,15 @@ class ReportConfig:
             raise ValueError(f"top_principles: must be >= 1, got {self.top_principles}")
 
 
-INPUTS: dict[str, str] = {
-    "data": "data.json",
-    "assets": "assets.json",
-    "principles": "principles.json",
-    "reward_models": "reward_models.json",
-    "rm_eval": "rm_eval.json",
-    "rm_eval_md": "rm_eval.md",
-    "alignment": "alignment.json",
-    "secrets": "secrets_ablation.json",  # optional: python -m rlbff_lib.reward_models.secrets (not a stage)
+INPUTS: dict[str, str] = {  # name -> file, relative to the repository root
+    "data": "outputs/details/data.json",
+    "assets": "outputs/details/assets.json",
+    "principles": "outputs/details/principles.json",
+    "reward_models": "outputs/details/reward_models.json",
+    "rm_eval": "outputs/details/rm_eval.json",
+    "rm_eval_md": "metrics/rm_eval.md",
+    "alignment": "outputs/details/alignment.json",
+    "secrets": "metrics/secrets_ablation.json",  # optional: python -m rlbff_lib.reward_models.secrets (not a stage)
 }
 FUNNEL_STEPS = ("evidence", "helpfulness", "partially", "consensus")
 RMBENCH_COLS = ("chat", "math", "code", "safety", "easy", "normal", "hard", "overall")
@@ -86,17 +89,18 @@ COLORS = {"ours": "#4C72B0", "paper": "#8C8C8C", "accent": "#DD8452", "green": "
 # ------------------------------------------------------------------ inputs
 
 
-def load_inputs(metrics_dir: str | os.PathLike = "metrics") -> tuple[dict[str, Any], list[str]]:
-    """Every input of :data:`INPUTS` that exists: (name -> parsed JSON or Markdown text, missing names).
+def load_inputs(root: str | os.PathLike = ".") -> tuple[dict[str, Any], list[str]]:
+    """Every input of :data:`INPUTS` that exists under ``root`` (the repository): (name -> parsed JSON or
+    Markdown text, missing names).
 
     A file that exists but is not valid JSON raises :class:`~rlbff_lib.core.io.DataError` naming it
     (a broken metrics file is a bug to fix, not a stage to skip).
     """
-    metrics_dir = Path(metrics_dir)
+    root = Path(root)
     found: dict[str, Any] = {}
     missing: list[str] = []
     for name, filename in INPUTS.items():
-        path = metrics_dir / filename
+        path = root / filename
         if not path.exists():
             missing.append(name)
             continue
@@ -113,7 +117,7 @@ def load_inputs(metrics_dir: str | os.PathLike = "metrics") -> tuple[dict[str, A
 
 def missing_note(name: str) -> str:
     """Why a figure or table is empty: which metrics file, from which stage."""
-    return f"not available: metrics/{INPUTS[name]} is missing (stage `{name.removesuffix('_md')}` not run yet)"
+    return f"not available: {INPUTS[name]} is missing (stage `{name.removesuffix('_md')}` not run yet)"
 
 
 def _get(d: Any, *path: str, default: Any = None) -> Any:
@@ -182,10 +186,10 @@ def scale_text(inputs: Mapping[str, Any], profile: str, host: Mapping | None = N
     elif texts:
         model = "; ".join(f"{role}: {t}" for role, t in texts.items())
     else:
-        model = "models unknown (metrics/assets.json missing)"
+        model = "models unknown (outputs/details/assets.json missing)"
     data = inputs.get("data")
     if not isinstance(data, Mapping):
-        source = "data unknown (metrics/data.json missing)"
+        source = "data unknown (outputs/details/data.json missing)"
     elif data.get("properties"):
         source = (f"a synthetic feedback world of {data.get('records', 0):,} prompts "
                   f"({data.get('feedback_texts', 0):,} feedback texts)")
@@ -244,7 +248,7 @@ def table_figure(header: Sequence[str], rows: Sequence[Sequence[str]], title: st
 def funnel_rows(principles: Mapping) -> list[dict]:
     """Per filter step: ``{step, count, removed_share (of the step's input), paper_removed_share}``.
 
-    Reads ``funnel`` of ``metrics/principles.json`` (keys ``<n>_<step>``); the paper's shares come
+    Reads ``funnel`` of ``outputs/details/principles.json`` (keys ``<n>_<step>``); the paper's shares come
     from :data:`PAPER` (none for consensus: the paper gives only its result, ~33k items).
     """
     funnel = principles.get("funnel") or {}
@@ -267,7 +271,7 @@ def funnel_figure(principles: Mapping | None):
     rows = funnel_rows(principles)
     funnel = principles.get("funnel") or {}
     if not rows:
-        return unavailable_figure("Principle funnel", "not available: metrics/principles.json has no funnel "
+        return unavailable_figure("Principle funnel", "not available: outputs/details/principles.json has no funnel "
                                                       "(released principles were read, no extraction)")
     import numpy as np
 
@@ -312,7 +316,8 @@ def principle_frequency_figure(principles: Mapping | None, top: int = 20):
     after = _get(principles, "top_principles", "after_consensus") or {}
     before = _get(principles, "top_principles", "after_partially") or {}
     if not after and not before:
-        return unavailable_figure("Principle frequencies", "not available: no top_principles in metrics/principles.json")
+        return unavailable_figure("Principle frequencies",
+                                  f"not available: no top_principles in {INPUTS['principles']}")
     plt = _plt()
     n = max(len(after), len(before), 1)
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.28 * min(n, top) + 1.8))
@@ -532,7 +537,7 @@ def rm_bars_figure(rm_eval: Mapping | None):
     models = (rm_eval or {}).get("models") or {}
     if not models:
         return unavailable_figure("Reward models: headline numbers", missing_note("rm_eval") if not rm_eval
-                                  else "not available: metrics/rm_eval.json has no models")
+                                  else "not available: outputs/details/rm_eval.json has no models")
     import numpy as np
 
     plt = _plt()
@@ -791,7 +796,7 @@ def alignment_table(alignment: Mapping | None) -> str:
     if not alignment:
         lines += ["", f"Our rows: {missing_note('alignment')}."]
     elif not alignment_rows(alignment):
-        lines += ["", "Our rows: not available: metrics/alignment.json has no MT-Bench / Arena-Hard / WildBench results."]
+        lines += ["", f"Our rows: not available: {INPUTS['alignment']} has no MT-Bench / Arena-Hard / WildBench results."]
     else:
         lines += ["", "Arena Hard v2: the official default category (hard prompts, against o3-mini) with the 5% / "
                       "95% bootstrap quantiles; WildBench: WB-Score (the leaderboard's task-macro score)."]
@@ -848,7 +853,7 @@ def curves_figure(alignment: Mapping | None):
     curves = alignment_curves(alignment)
     if not curves:
         return unavailable_figure("Policy GRPO: reward and KL", missing_note("alignment") if not alignment
-                                  else "not available: metrics/alignment.json has no curves")
+                                  else "not available: outputs/details/alignment.json has no curves")
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     for name, pts in curves.items():
@@ -932,7 +937,7 @@ def fulfilment_figure(alignment: Mapping | None):
     s = fulfilment_summary(alignment)
     if s is None:
         return unavailable_figure("Fulfilment before / after GRPO", missing_note("alignment") if not alignment
-                                  else "not available: metrics/alignment.json has no fulfilment")
+                                  else "not available: outputs/details/alignment.json has no fulfilment")
     import numpy as np
 
     plt = _plt()
@@ -1002,7 +1007,7 @@ def length_reward_figure(alignment: Mapping | None):
     pts = length_reward_points(alignment)
     if len(pts) < 2:
         return unavailable_figure("Length against reward", missing_note("alignment") if not alignment
-                                  else "not available: fewer than 2 (length, reward) points in metrics/alignment.json")
+                                  else f"not available: fewer than 2 (length, reward) points in {INPUTS['alignment']}")
     import numpy as np
 
     plt = _plt()
@@ -1079,8 +1084,8 @@ def demote_headings(markdown: str, levels: int = 2) -> str:
 
 
 def report_metrics(inputs: Mapping[str, Any], missing: Sequence[str], scale: str, figures: Sequence[str]) -> dict:
-    """``metrics/report.json``: which inputs were present or missing, the scale line, the figures
-    written, and the headline numbers shown (ours and the paper's), for ``dvc metrics diff``."""
+    """``outputs/details/report.json``: which inputs were present or missing, the scale line, the figures
+    written, and the headline numbers shown (ours and the paper's)."""
     headline: dict[str, Any] = {}
     pr = inputs.get("principles")
     if pr:
@@ -1109,3 +1114,11 @@ def report_metrics(inputs: Mapping[str, Any], missing: Sequence[str], scale: str
                                                       "above_noise", "seeds")}
     return {"inputs": {name: name not in missing for name in INPUTS}, "missing": list(missing), "scale": scale,
             "figures": list(figures), "headline": headline}
+
+
+def headline_metrics(details: dict) -> dict:
+    """``metrics/report.json`` from :func:`report_metrics`: how many inputs were present and missing, how many
+    figures were written (each stage's own headline numbers are in its ``metrics/NAME.json``)."""
+    inputs = details.get("inputs") or {}
+    return {"inputs_present": sum(bool(v) for v in inputs.values()), "inputs_missing": len(details.get("missing") or []),
+            "figures": len(details.get("figures") or [])}

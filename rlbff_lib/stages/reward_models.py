@@ -9,8 +9,8 @@ stage is run again, and a changed config or dataset gets a fresh folder (stale c
 are never resumed). The finished model is published to ``models/reward_models/<name>/``
 (hard links, no copy of the weights).
 
-Measurements (``metrics/reward_models.json``), training diagnostics on the validation items only
-(PrincipleBench is scored and published once, by the ``rm_eval`` stage):
+Measurements (``outputs/details/reward_models.json``; the headline in ``metrics/reward_models.json``), training
+diagnostics on the validation items only (PrincipleBench is scored and published once, by the ``rm_eval`` stage):
 
 - validation accuracy per model, percent with its 95% Wilson interval, by the rule of
   :mod:`rlbff_lib.reward_models.accuracy` (each model through
@@ -247,7 +247,7 @@ def training_summary(record: dict) -> dict:
 
 
 def stage_metrics(results: dict, logs: dict, validation: Sequence[dict]) -> dict:
-    """``metrics/reward_models.json``: ``validation.{accuracy,ci,n}.<model>`` (percent, 95% Wilson),
+    """``outputs/details/reward_models.json``: ``validation.{accuracy,ci,n}.<model>`` (percent, 95% Wilson),
     ``validation.majority_baseline``, the per-model details (per domain / property, calibration)
     and training summaries. No PrincipleBench number: the ``rm_eval`` stage publishes it."""
     from rlbff_lib.reward_models.accuracy import majority_share
@@ -262,6 +262,18 @@ def stage_metrics(results: dict, logs: dict, validation: Sequence[dict]) -> dict
         "models": {name: {k: v for k, v in r.items() if k != "scores"} for name, r in results.items()},
         "training": {name: training_summary(rec) for name, rec in logs.items()},
     }
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """``metrics/reward_models.json`` from :func:`stage_metrics`: per model the validation accuracy (percent) with
+    its 95% Wilson interval and item count, and the majority-label baseline (percent)."""
+    from rlbff_lib.core.stage import with_ci
+
+    v = metrics.get("validation") or {}
+    ci, n = v.get("ci") or {}, v.get("n") or {}
+    return {"validation": {name: with_ci(acc, ci.get(name), "accuracy") | {"n": n.get(name)}
+                           for name, acc in (v.get("accuracy") or {}).items()},
+            "validation_majority": v.get("majority_baseline")}
 
 
 # ------------------------------------------------------------------ model cards
@@ -295,7 +307,7 @@ def model_card_facts(name: str, cfg: RewardModelsConfig, log: dict, result: dict
             "stage": "the `reward_models` stage (`notebooks/reward_models.ipynb`, `rlbff_lib/stages/reward_models.py`)",
             "data": run.get("data"), "training": training, "parameters": asdict(getattr(cfg, name)), "accuracy": accuracy,
             "notes": ["RM-Bench, JudgeBench and PrincipleBench accuracies (with intervals) are measured by the "
-                      "`rm_eval` stage: `metrics/rm_eval.json`."]}
+                      "`rm_eval` stage: `metrics/rm_eval.json` (details: `outputs/details/rm_eval.json`)."]}
 
 
 def write_model_cards(cfg: RewardModelsConfig, logs: dict, results: dict, models_dir: str | Path,

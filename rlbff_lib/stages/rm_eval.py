@@ -34,7 +34,8 @@ Benchmarks, scored with the official rules of :mod:`rlbff_lib.evaluation.rules`:
   principle-blind Bradley–Terry model; the majority-label baseline of the same sample beside it.
   **pairs** (``principlebench_pairs.jsonl``: one prompt and principle, a Yes and a No response):
   right when the Yes response scores strictly higher (ties wrong); no threshold. This stage is the
-  one that publishes PrincipleBench (``metrics/rm_eval.json``); the ``reward_models`` stage
+  one that publishes PrincipleBench (both ways in ``outputs/details/rm_eval.json``; the headline
+  ``metrics/rm_eval.json`` keeps one number per model, the items'); the ``reward_models`` stage
   reports only its validation accuracy.
 
 Every accuracy carries its 95% Wilson interval (:mod:`rlbff_lib.core.stats`), ``ci: [lower, upper]``
@@ -849,6 +850,20 @@ def ordered_models(metrics: dict) -> list[tuple[str, dict]]:
     models = metrics.get("models", {})
     order = [n for n in metrics.get("order", []) if n in models]
     return [(n, models[n]) for n in order + [n for n in models if n not in order]]
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """``metrics/rm_eval.json`` from :func:`evaluate_all`'s metrics (all of them in ``outputs/details/rm_eval.json``),
+    per model, percent: PrincipleBench, the items' accuracy (the report's column) with its 95% Wilson interval
+    and item count; RM-Bench overall; JudgeBench overall."""
+    from rlbff_lib.core.stage import with_ci
+
+    models = ordered_models(metrics)
+    pb = {name: r.get("principlebench") or {} for name, r in models}
+    return {"principlebench": {name: with_ci(p.get("accuracy"), p.get("ci"), "accuracy") | {"n": p.get("n")}
+                               for name, p in pb.items()},
+            "rmbench": {name: (r.get("rmbench") or {}).get("overall") for name, r in models},
+            "judgebench": {name: (r.get("judgebench") or {}).get("overall") for name, r in models}}
 
 
 def markdown_table(metrics: dict, paper: Mapping[str, dict] = PAPER_ROWS) -> str:

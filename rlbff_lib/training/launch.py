@@ -38,6 +38,7 @@ from typing import Any, Callable, ClassVar, Literal
 from rlbff_lib.core.io import write_json
 from rlbff_lib.core.params import REPO_ROOT
 from rlbff_lib.core.progress import log, quiet_mode
+from rlbff_lib.training.lora import LoraSettings, lora_settings
 from rlbff_lib.training.trl_config import check_fields
 
 ACCELERATE_CONFIGS = REPO_ROOT / "configs" / "accelerate"
@@ -66,6 +67,7 @@ class TrainConfig:
     report_to: experiment tracker (``none``, ``tensorboard``, ``wandb``, ``trackio``; its package must be installed).
     trl_args: any other field of the TRL config class, passed through
     (:mod:`rlbff_lib.training.trl_config`; e.g. ``{"neftune_noise_alpha": 5}``).
+    lora: LoRA adapters instead of full weights (:class:`rlbff_lib.training.lora.LoraSettings`; off by default).
     """
 
     trl_kind: ClassVar[str] = "sft"  # the TRL config class (trl_config.TRL_CLASSES)
@@ -89,8 +91,10 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     report_to: Literal["none", "tensorboard", "wandb", "trackio"] = "none"
     trl_args: dict[str, Any] = field(default_factory=dict)
+    lora: LoraSettings = field(default_factory=LoraSettings)
 
     def __post_init__(self):
+        self.lora = lora_settings(self.lora)
         check_fields(self)
 
 
@@ -114,7 +118,8 @@ class GRPOSettings:
     trainer's (TRL's default; NeMo-RL's ``use_importance_sampling_correction`` is off). use_vllm, vllm_mode
     (``colocate`` | ``server``), vllm_server_base_url, vllm_gpu_memory_utilization, vllm_tensor_parallel_size: the
     vLLM generation backend at scale (HF ``generate`` when off). report_to: experiment tracker (completions are
-    logged when one is set). trl_args: any other ``trl.GRPOConfig`` field. Others as in :class:`TrainConfig`.
+    logged when one is set). trl_args: any other ``trl.GRPOConfig`` field. lora: LoRA adapters instead of full
+    weights (:class:`rlbff_lib.training.lora.LoraSettings`; off by default). Others as in :class:`TrainConfig`.
     Subclasses set their own defaults by declaring a field again.
     """
 
@@ -154,8 +159,10 @@ class GRPOSettings:
     gradient_checkpointing: bool = False
     report_to: Literal["none", "tensorboard", "wandb", "trackio"] = "none"
     trl_args: dict[str, Any] = field(default_factory=dict)
+    lora: LoraSettings = field(default_factory=LoraSettings)
 
     def __post_init__(self):
+        self.lora = lora_settings(self.lora)
         check_fields(self)
         if self.num_generations < 2:
             raise ValueError(f"num_generations: GRPO needs >= 2 completions per prompt, got {self.num_generations}")
@@ -249,6 +256,8 @@ def _weights_problem(folder: Path) -> str | None:
             return "model.safetensors.index.json unreadable"
     elif (folder / "model.safetensors").exists():
         shards = ["model.safetensors"]
+    elif (folder / "adapter_model.safetensors").exists():  # a LoRA run's checkpoint (rlbff_lib.training.lora)
+        shards = ["adapter_model.safetensors"]
     else:
         return "no safetensors weights"
     for shard in shards:
@@ -347,7 +356,9 @@ def save_final(trainer, final_dir: str | Path) -> None:
 
     Every rank calls ``trainer.save_model`` (ZeRO-3 gathers the shards then); the main
     process writes to ``<final_dir>.tmp`` and renames it over ``final_dir``, so a crash
-    leaves either the old model or the new one, never a mix.
+    leaves either the old model or the new one, never a mix. A LoRA run's adapter is merged into
+    the base weights there (:func:`rlbff_lib.training.lora.merge_saved_adapter`): the final model is
+    always full safetensors weights.
     """
     final_dir = Path(final_dir)
     tmp = final_dir.with_name(final_dir.name + ".tmp")
@@ -358,6 +369,13 @@ def save_final(trainer, final_dir: str | Path) -> None:
     trainer.save_model(str(tmp))
     trainer.accelerator.wait_for_everyone()
     if main:
+        from accelerate.utils import is_peft_model
+
+        from rlbff_lib.training.lora import merge_saved_adapter
+
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if is_peft_model(model):
+            merge_saved_adapter(model, tmp)
         problem = _weights_problem(tmp)
         if problem:
             raise RuntimeError(f"final save to {tmp} is incomplete: {problem}")

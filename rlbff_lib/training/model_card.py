@@ -12,7 +12,8 @@ Facts (``kind`` and ``name`` required, the rest optional; a missing one is said 
 - ``principle_prompt``: the RLBFF question with its ``{principle}`` slot
   (:data:`rlbff_lib.reward_models.prompt.PRINCIPLE_PROMPT`); ``prompt`` / ``formula``: override the kind's text;
 - ``base_model``: folder or hub name; ``profile``: ``smoke`` | ``rehearsal`` | ``full``; ``stage``: who wrote it;
-- ``data``: ``[{"file", "items", "role"}]``; ``parameters``: the trainer config (nested dicts allowed);
+- ``data``: ``[{"file", "items", "role"}]``; ``parameters``: the trainer config (nested dicts allowed; each ``lora``
+  block in it, :class:`rlbff_lib.training.lora.LoraSettings`, is also stated under "Base model");
 - ``training``: ``{"global_step", "train_loss", "seconds", ...}``;
 - ``accuracy``: ``[{"set", "value", "ci": [low, high] | None, "n", "unit", "note"}]`` (the note names the interval);
 - ``notes``: extra lines (e.g. where the benchmark numbers are).
@@ -83,6 +84,25 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def _lora_lines(params: dict) -> list[str]:
+    """How the weights were trained, from each ``lora`` block of the parameters (none: nothing said)."""
+    flat = dict(_flatten(params))
+    out = []
+    for key, enabled in flat.items():
+        if key != "lora.enabled" and not key.endswith(".lora.enabled"):
+            continue
+        block = key[:-len("enabled")]  # "lora." or e.g. "grpo.lora."
+        stage = f" ({block[:-len('.lora.')]})" if block != "lora." else ""
+        if enabled:
+            out.append(f"Trained with LoRA{stage}: rank {flat.get(block + 'r')}, alpha {flat.get(block + 'alpha')}, "
+                       f"dropout {flat.get(block + 'dropout')}, target modules "
+                       f"{_value(flat.get(block + 'target_modules'))}; the adapters are merged into these weights, "
+                       "which load as a full-weight model.")
+        else:
+            out.append(f"Full-weight training{stage} (LoRA off).")
+    return ["", *out] if out else []
+
+
 def _value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -132,6 +152,7 @@ def model_card(facts: dict) -> str:
         lines.append(f"`{base}` ({where}).")
     else:
         lines.append("Unknown.")
+    lines += _lora_lines(facts.get("parameters") or {})
 
     lines += ["", "## Training data", ""]
     data = facts.get("data") or []

@@ -8,7 +8,8 @@ finished run is returned as is, any other state is launched again and resumes fr
   files. A changed config, retrained base model or edited data file gets a fresh folder, so stale checkpoints are
   never resumed. Fields that do not change what is trained (:data:`NOT_IN_KEY`) and fields added after the key was
   defined, while at the value every older run had (:data:`ADDED_FIELDS`), stay out of it: a run made before they
-  existed keeps its folder.
+  existed keeps its folder. A ``lora`` block that is off (:class:`rlbff_lib.training.lora.LoraSettings`) is such a
+  field whatever its other settings; switched on, it is part of the key.
 - :func:`finished_run`: ``training_log.json`` (written after the final model) names a model folder with safetensors
   weights, and the config the run recorded (the log's ``config`` or ``extra.config``, else the folder's
   ``job.json``) equals the one asked for. A log that records none is trusted to its keyed folder.
@@ -53,13 +54,17 @@ def model_digest(model: str | Path) -> str:
     return stable_hash([file_digest(p) for p in shards]) if shards else str(model)
 
 
+def _lora_off(key: str, value: Any) -> bool:
+    return key == "lora" and isinstance(value, dict) and not value.get("enabled")
+
+
 def key_config(config: Any) -> Any:
-    """``config`` (nested dicts) as it enters a run key: without :data:`NOT_IN_KEY`, and without the fields of
-    :data:`ADDED_FIELDS` that hold their old value."""
+    """``config`` (nested dicts) as it enters a run key: without :data:`NOT_IN_KEY`, without the fields of
+    :data:`ADDED_FIELDS` that hold their old value, and without a ``lora`` block that is off."""
     if not isinstance(config, dict):
         return config
     return {k: key_config(v) for k, v in config.items()
-            if k not in NOT_IN_KEY and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+            if k not in NOT_IN_KEY and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k]) and not _lora_off(k, v)}
 
 
 def run_key(config: dict, model: str | Path, files: Sequence[str | Path | None] = ()) -> str:

@@ -146,3 +146,25 @@ def test_launcher_finds_the_venv_above_a_queued_experiment_copy(tmp_path):
     assert res.returncode == 0, res.stderr
     assert str(copy / "params.yaml") in res.stdout  # it checked the copy's params, with the venv above it
     assert "-m rlbff_lib.core.stage check" in marker.read_text()
+
+
+def test_write_metrics_writes_the_details_and_only_numbers_in_the_headline(tmp_path, monkeypatch):
+    """outputs/details/NAME.json: the details as given; metrics/NAME.json: the headline function's numbers,
+    values not measured (None, NaN) and the dicts they leave empty taken out."""
+    from rlbff_lib.core.stage import headline_numbers, with_ci, write_metrics
+
+    monkeypatch.chdir(tmp_path)  # a stage runs in the repository root; out() paths are relative to it
+
+    details = {"curve": [{"step": 1, "loss": 2.5}], "acc": 0.8, "ci": [0.7, 0.9], "label": "ours"}
+    headline = write_metrics(Outputs(tmp_path), "x", details,
+                             lambda d: {"acc": with_ci(d["acc"], d["ci"], "accuracy"), "wb": {"sft": None},
+                                        "gain": float("nan"), "n": 3, "ok": True})
+    assert headline == {"acc": {"accuracy": 0.8, "ci_low": 0.7, "ci_high": 0.9}, "n": 3, "ok": True}
+    assert json.loads((tmp_path / "outputs" / "details" / "x.json").read_text()) == details
+    assert json.loads((tmp_path / "metrics" / "x.json").read_text()) == headline
+    assert with_ci(1.0, None) == {"value": 1.0, "ci_low": None, "ci_high": None}
+    with pytest.raises(ValueError, match=r"headline metric a\.label: expected a number, got str 'ours'"):
+        headline_numbers({"a": {"label": "ours"}})
+    with pytest.raises(ValueError, match=r"headline metric ci: expected a number, got list"):
+        write_metrics(Outputs(tmp_path / "bad"), "x", details, lambda d: {"ci": d["ci"]})
+    assert not (tmp_path / "bad" / "outputs").exists()  # a bad headline fails before either file is written

@@ -372,6 +372,30 @@ def test_make_wildbench_judges(monkeypatch):
     assert score.label.startswith("gpt-4o-2024-05-13") and reward.label.startswith("gpt-4-turbo-2024-04-09")
 
 
+
+def test_openai_wildbench_judges_share_the_answer_cache(tmp_path, monkeypatch):
+    """The stage's one judge cache also holds WildBench's answers: judges made anew over the same file send
+    nothing for requests asked before, and the score and reward judges (two models) are keyed apart."""
+    from fakes.openai_server import FakeOpenAI
+    from rlbff_lib.evaluation.policy_bench import PairItem, SingleItem, make_judges
+
+    monkeypatch.setenv("RLBFF_TEST_OPENAI_KEY", "sk-test")
+    wb = W.WildBenchConfig()
+    reply = lambda payload: json.dumps({"score": str(len(payload["messages"][-1]["content"]) % 9 + 1)})
+    single = [SingleItem(f"s{i}", "Coding", 1, "wildbench-score-v2", "", f"judge answer {i}", [], f"a{i}")
+              for i in range(3)]
+    pairs = [PairItem(f"s{i}", "Coding", 0, "", f"compare answer {i}", "q", "a", "b") for i in range(2)]
+    with FakeOpenAI(models=(wb.score_judge_model, wb.reward_judge_model), reply=reply) as server:
+        cfg = PolicyEvalConfig(judge="openai", judge_api_key_env="RLBFF_TEST_OPENAI_KEY", judge_base_url=server.base_url)
+        for run in range(2):
+            mt, _ = make_judges(cfg, cache_path=tmp_path / "judge_cache.jsonl")
+            score, reward = W.make_wildbench_judges(cfg, wb, mt, mt.endpoint.cache)
+            texts = score.judge_single(single), reward.judge_pair(pairs), reward.judge_single(single[:1])
+            assert server.requests == 3 + 2 + 1, f"run {run}: only new requests are sent"
+            assert [W.judged_score(t) for t in texts[0]] == [len(it.user) % 9 + 1 for it in single]
+    assert len((tmp_path / "judge_cache.jsonl").read_text().splitlines()) == 6
+
+
 def test_config_validation():
     for kwargs, field in (({"limit": 0}, "limit"), ({"length_margin": -2}, "length_margin"),
                           ({"reference_models": ["a", "a"]}, "reference_models"), ({"judge_max_tokens": 0},

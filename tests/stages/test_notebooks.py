@@ -83,11 +83,15 @@ def test_notebook_opens_its_stage_and_writes_only_through_out(path):
 
 
 def test_dvc_outputs_are_owned_and_metrics_declared():
+    """Each stage: its executed notebook (cached), its headline metrics/NAME.json under `metrics:` (what `dvc metrics
+    show` lists) and its details outputs/details/NAME.json a git-tracked out, not a metric."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, st in stages.items():
         assert f"outputs/notebooks/{name}.ipynb" in st["outs"], name
         metrics = [next(iter(m)) if isinstance(m, dict) else m for m in st.get("metrics", [])]
-        assert f"metrics/{name}.json" in metrics, name
+        assert metrics == [f"metrics/{name}.json"], name
+        details = [o for o in st["outs"] if isinstance(o, dict) and f"outputs/details/{name}.json" in o]
+        assert details == [{f"outputs/details/{name}.json": {"cache": False, "persist": True}}], name
         for plot in st.get("plots", []):
             path = next(iter(plot)) if isinstance(plot, dict) else plot
             assert path.startswith(f"figures/{name}_"), path

@@ -61,13 +61,18 @@ def test_paper_numbers_match_the_reference_and_the_rm_eval_table():
 
 
 def test_load_inputs_lists_missing_and_rejects_broken_json(tmp_path):
-    (tmp_path / "principles.json").write_text(json.dumps(PRINCIPLES))
-    (tmp_path / "rm_eval.md").write_text("# RM table\n")
+    """The stages' details (outputs/details/), the rm_eval table and the secrets ablation (metrics/); a stage's
+    headline metrics/NAME.json is not an input."""
+    (tmp_path / "outputs" / "details").mkdir(parents=True)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "outputs" / "details" / "principles.json").write_text(json.dumps(PRINCIPLES))
+    (tmp_path / "metrics" / "rm_eval.md").write_text("# RM table\n")
+    (tmp_path / "metrics" / "data.json").write_text(json.dumps({"records": 2000}))
     found, missing = R.load_inputs(tmp_path)
-    assert set(found) == {"principles", "rm_eval_md"}
+    assert set(found) == {"principles", "rm_eval_md"} and found["principles"] == PRINCIPLES
     assert missing == ["data", "assets", "reward_models", "rm_eval", "alignment", "secrets"]
-    (tmp_path / "alignment.json").write_text('{"curves": [')
-    with pytest.raises(DataError, match=r"alignment.json, line 1: invalid JSON"):
+    (tmp_path / "outputs" / "details" / "alignment.json").write_text('{"curves": [')
+    with pytest.raises(DataError, match=r"outputs/details/alignment.json, line 1: invalid JSON"):
         R.load_inputs(tmp_path)
 
 
@@ -83,7 +88,7 @@ def test_scale_text_says_profile_models_data_and_hardware():
                          "data": {"records": 40821, "feedback_texts": 200000}}, "full", {"gpu": "8× H200"})
     assert "70.6B-parameter meta-llama/Llama-3.3-70B-Instruct" in full and "HelpSteer3, 40,821" in full
     assert "GPU: 8× H200" in full
-    assert "metrics/assets.json missing" in R.scale_text({}, "smoke", HOST)
+    assert "outputs/details/assets.json missing" in R.scale_text({}, "smoke", HOST)
 
 
 def test_funnel_and_threshold_put_the_paper_beside_ours():
@@ -113,7 +118,7 @@ def test_reward_model_table_reads_flat_and_grouped_results():
     assert len(rows) == 2 + len(R.PAPER["reward_models"])  # every paper row shown once
     table = R.rm_table(RM_EVAL)
     assert "| ours: BT | — |" in table and table.count("paper: ") == len(R.PAPER["reward_models"])
-    assert "metrics/rm_eval.json is missing" in R.rm_table(None)
+    assert "outputs/details/rm_eval.json is missing" in R.rm_table(None)
 
 
 def test_alignment_rows_from_either_shape():
@@ -126,7 +131,7 @@ def test_alignment_rows_from_either_shape():
     table = R.alignment_table(ALIGNMENT)
     assert "| ours: policy + RLBFF | 4.25 | 20.0 (-3.0/+3.5) | — | — |" in table
     assert "| paper: Qwen3-32B + RLBFF | 9.50 | 55.6 (-1.6/+1.4) | 70.33 | 1× |" in table
-    assert "metrics/alignment.json is missing" in R.alignment_table(None)
+    assert "outputs/details/alignment.json is missing" in R.alignment_table(None)
 
 
 def test_alignment_table_reports_arena_per_category_and_wildbench():
@@ -241,27 +246,30 @@ def test_config_errors_name_the_field():
 
 @pytest.mark.slow
 def test_report_stage_runs_with_some_metrics_missing_and_exports_markdown(tmp_path):
-    """The stage through papermill in a folder holding only two metrics files: figures (PNG + SVG),
-    metrics/report.json listing what was missing, and reports/report.md referencing figures/."""
+    """The stage through papermill in a folder holding only two stages' details: figures (PNG + SVG),
+    outputs/details/report.json listing what was missing, metrics/report.json counting it, and reports/report.md
+    referencing figures/."""
     import shutil
 
     from rlbff_lib.core.stage import run_stage
 
     from rlbff_lib.core.params import REPO_ROOT as ROOT
-    (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics" / "principles.json").write_text(json.dumps(PRINCIPLES))
-    (tmp_path / "metrics" / "rm_eval.json").write_text(json.dumps(RM_EVAL))
+    (tmp_path / "outputs" / "details").mkdir(parents=True)
+    (tmp_path / "outputs" / "details" / "principles.json").write_text(json.dumps(PRINCIPLES))
+    (tmp_path / "outputs" / "details" / "rm_eval.json").write_text(json.dumps(RM_EVAL))
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     run_stage("report", tmp_path / "params.yaml", workdir=tmp_path)
-    m = json.loads((tmp_path / "metrics" / "report.json").read_text())
+    m = json.loads((tmp_path / "outputs" / "details" / "report.json").read_text())
     assert m["missing"] == ["data", "assets", "reward_models", "rm_eval_md", "alignment", "secrets"]
+    headline = json.loads((tmp_path / "metrics" / "report.json").read_text())
+    assert headline == {"inputs_present": 2, "inputs_missing": 6, "figures": len(R.FIGURES)}
     for name in R.FIGURES:
         assert (tmp_path / "figures" / f"report_{name}.png").stat().st_size > 1000
         assert (tmp_path / "figures" / f"report_{name}.svg").exists()
     md = (tmp_path / "reports" / "report.md").read_text()
     assert "![filter funnel, ours vs paper](../figures/report_funnel.png)" in md
     assert "| ours: scalar RM [1.3M] | 61.0 |" in md and "| paper: Qwen3-32B + RLBFF | 9.50 |" in md
-    assert "metrics/alignment.json is missing" in md
+    assert "outputs/details/alignment.json is missing" in md
     assert "import " not in md and "\n\n\n" not in md  # code is left out, blank runs collapsed
 
 

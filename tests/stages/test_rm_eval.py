@@ -502,8 +502,10 @@ def test_stage_notebook_executes(tiny_dirs, tmp_path):
         model.update(path=str(path), max_length=64, max_new_tokens=2, batch_size=4, limits=small)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     run_stage("rm_eval", tmp_path / "params.yaml", workdir=tmp_path)
-    metrics = json.loads((tmp_path / "metrics" / "rm_eval.json").read_text())
+    metrics = json.loads((tmp_path / "outputs" / "details" / "rm_eval.json").read_text())
     assert [n for n, _ in re_.ordered_models(metrics)] == ["scalar", "bt", "genrm"]
+    headline = json.loads((tmp_path / "metrics" / "rm_eval.json").read_text())
+    assert headline["principlebench"]["scalar"]["n"] == metrics["models"]["scalar"]["principlebench"]["n"]
     assert metrics["models"]["scalar"]["samples"]["rmbench_prompts"] == {"chat": 2, "code": 2}
     assert metrics["principle_sweep"]["order"] == [re_.DEFAULT_SWEEP_KEY, "correctness"]
     assert metrics["models"]["scalar"]["samples"]["principlebench_pairs"] == 3
