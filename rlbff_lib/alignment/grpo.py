@@ -599,14 +599,17 @@ def train_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path,
     ``output_dir/model`` atomically and ``output_dir/curves.json``. Call on every process.
     Record: ``curves``, ``reward`` (backend + label), ``train_properties``,
     ``held_out_properties``, ``n_rows``, ``n_dropped_too_long``, ``global_step``, ``resumed_from``,
-    ``skipped_checkpoints``, ``model_dir``, ``seconds``, ``config`` (:func:`run_config`). A run already
+    ``skipped_checkpoints``, ``model_dir``, ``seconds`` (the whole call), ``started_at`` / ``wall_s`` /
+    ``timed_steps`` (training and final save: :func:`rlbff_lib.training.launch.train_timer`), ``torch_threads``,
+    ``config`` (:func:`run_config`). A run already
     finished with the same config, policy and rows is returned as is (``reused``); one whose last checkpoint
     is already at ``max_steps`` is loaded from it and saved, not trained one step further.
     """
+    import torch
     from transformers.trainer_callback import PrinterCallback
 
     from rlbff_lib.core.io import write_json
-    from rlbff_lib.training.launch import prepare_resume, quiet_libraries, save_final
+    from rlbff_lib.training.launch import prepare_resume, quiet_libraries, save_final, train_timer
     from rlbff_lib.training.runs import finished_run
 
     start = time.time()
@@ -623,6 +626,7 @@ def train_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path,
     trainer.add_callback(_line_callback("grpo"))
     acc = trainer.accelerator
     resume, bad = prepare_resume(trainer, "grpo")
+    timer = train_timer()
     if resume is not None and _step_of(resume) >= cfg.max_steps:
         # finished before the final save: load it (a resumed Trainer would train one more step)
         from transformers import TrainerState
@@ -632,6 +636,7 @@ def train_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path,
     else:
         trainer.train(resume_from_checkpoint=resume)
     save_final(trainer, output_dir / "model")
+    timing = timer(trainer.state.global_step, resume)
     curves = curves_from_history(trainer.state.log_history)
     record = {
         "name": "grpo", "reward": {"backend": cfg.reward.backend, "label": cfg.reward.label,
@@ -639,8 +644,8 @@ def train_grpo(cfg: AlignmentConfig, policy: str | Path, output_dir: str | Path,
         "train_properties": list(cfg.train_properties), "held_out_properties": cfg.held_out_properties(),
         "curves": curves, "n_rows": len(rows) - dropped, "n_dropped_too_long": dropped,
         "global_step": trainer.state.global_step, "max_steps": trainer.state.max_steps,
-        "world_size": acc.num_processes, "resumed_from": resume,
-        "skipped_checkpoints": [{"folder": f, "reason": r} for f, r in bad],
+        "world_size": acc.num_processes, "torch_threads": torch.get_num_threads(), "resumed_from": resume,
+        "skipped_checkpoints": [{"folder": f, "reason": r} for f, r in bad], **timing,
         "model_dir": str(output_dir / "model"), "seconds": time.time() - start, "seed": cfg.seed,
         "config": config,
     }

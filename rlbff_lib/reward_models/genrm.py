@@ -508,7 +508,7 @@ class GenRMSFTConfig(TrainConfig):
     (the tests' 32-wide model from scratch learns the format in 120 steps at 1.5e-2)."""
 
     learning_rate: float = 3e-3
-    num_train_epochs: float = 2.0
+    num_train_epochs: float = 0.5
     max_length: int = 1024
 
 
@@ -516,8 +516,8 @@ class GenRMSFTConfig(TrainConfig):
 class GenRMGRPOConfig(GRPOSettings):
     """GRPO of the GenRM with TRL's ``GRPOTrainer`` (shared fields: :class:`rlbff_lib.training.launch.GRPOSettings`).
 
-    Smoke defaults: 8 prompts × 4 completions per step, temperature 0.7, 60 steps. With these (and
-    120 prompt / 56 completion tokens), GRPO took an SFT-warm-started 32-wide 2-layer Qwen3 (the
+    Smoke defaults: 8 prompts × 4 completions per step, temperature 0.7, 20 steps (the pipeline's smoke GenRM is
+    sized for time: it is no claim of the smoke run). With 60 steps (and 120 prompt / 56 completion tokens), GRPO took an SFT-warm-started 32-wide 2-layer Qwen3 (the
     tests' setup, world items on ``fenced_code``) from 0.81 to 0.90 held-out greedy accuracy.
     Paper template: LR 2e-6, 32 prompts × 16 generations, KL 0.01, clip 0.2 / 0.28.
     max_prompt_length: prompt tokens, cut from the left of the conversation.
@@ -528,7 +528,7 @@ class GenRMGRPOConfig(GRPOSettings):
     """
 
     learning_rate: float = 2e-4
-    max_steps: int = 60
+    max_steps: int = 20
     num_generations: int = 4
     max_prompt_length: int = 1024
     max_completion_length: int = 96

@@ -80,8 +80,10 @@ class AlignmentStageConfig:
         whose gain ``fulfilment.gain`` reports (smoke: ``[scalar, bt]``; paper: ``[genrm, bt]``).
     reward_models_dir: where the ``reward_models`` stage published ``scalar/``, ``bt/``, ``genrm/``.
     principles_file: the reward model's training items; each trained property is phrased by its
-        ``principle_texts_per_property`` most frequent principle strings there (none found: the
-        world's phrasings). null: the world's phrasings.
+        ``principle_texts_per_property`` most frequent principle strings there, each holding at least
+        ``principle_texts_min_share`` of the items of the property's most frequent string (merging by
+        meaning leaves a few rare wordings: the reward model has barely seen them, so a reward asked
+        with them is noise). None found: the world's phrasings. null: the world's phrasings.
     prompt_source: where the GRPO prompts come from: ``world`` (smoke: ``world.sample_policy_prompts``,
         principles of ``grpo.train_properties``), ``principles`` (the prompts of ``principles_file``,
         each with its consensus principles, at most ``grpo.principles_per_prompt``: the paper-scale
@@ -103,6 +105,7 @@ class AlignmentStageConfig:
     reward_models_dir: str = "models/reward_models"
     principles_file: str | None = "data/principles/train.jsonl"
     principle_texts_per_property: int = 3
+    principle_texts_min_share: float = 0.1
     prompt_source: Literal["world", "principles", "file"] = "world"
     prompts_file: str | None = None
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -122,6 +125,8 @@ class AlignmentStageConfig:
             raise ValueError(f"seeds: must be a non-empty list of distinct seeds, got {self.seeds}")
         if self.principle_texts_per_property < 1:
             raise ValueError(f"principle_texts_per_property: must be >= 1, got {self.principle_texts_per_property}")
+        if not 0 <= self.principle_texts_min_share <= 1:
+            raise ValueError(f"principle_texts_min_share: must be in [0, 1], got {self.principle_texts_min_share}")
         if self.prompt_source not in ("world", "principles", "file"):
             raise ValueError(f"prompt_source: must be world, principles or file, got {self.prompt_source!r}")
         if self.prompt_source == "file" and not self.prompts_file:
@@ -146,14 +151,22 @@ class AlignmentStageConfig:
 # ------------------------------------------------------------------ inputs
 
 
-def principle_texts(items: Sequence[dict], properties: Sequence[str], per_property: int = 3) -> dict[str, list[str]]:
+def principle_texts(items: Sequence[dict], properties: Sequence[str], per_property: int = 3,
+                    min_share: float = 0.0) -> dict[str, list[str]]:
     """property -> its ``per_property`` most frequent principle strings among RM ``items``
-    (``{"property", "principle"}``; ties by first appearance). Properties absent from the items are left out."""
+    (``{"property", "principle"}``; ties by first appearance), leaving out strings with fewer than
+    ``min_share`` × the items of the property's most frequent string. Properties absent from the items
+    are left out."""
     counts: dict[str, Counter] = defaultdict(Counter)
     for it in items:
         if it.get("property") in properties:
             counts[it["property"]][it["principle"]] += 1
-    return {p: [t for t, _ in counts[p].most_common(per_property)] for p in properties if counts[p]}
+    out = {}
+    for p in properties:
+        ranked = counts[p].most_common(per_property)
+        if ranked:
+            out[p] = [t for t, n in ranked if n >= min_share * ranked[0][1]]
+    return out
 
 
 def check_inputs(cfg: AlignmentStageConfig) -> None:

@@ -7,7 +7,7 @@ Shared by every trainer (scalar RM, Bradley–Terry, GenRM, policy SFT, GRPO):
 - :func:`run_trainer`: resume from the newest *complete* checkpoint (an incomplete or corrupt
   one is detected, reported and deleted, never trusted), train, save the final model
   atomically (temp folder, then rename) and write ``training_log.json`` (loss curves for the
-  notebook, world size, ranks that took part).
+  notebook, world size, ranks that took part, the training call's wall clock: :func:`train_timer`).
 - :class:`TrainJob` + :func:`launch`: a job file (JSON) names the base model, data files, output
   folder and config; ``launch`` runs ``python -m <trainer module> train --config JOB.json`` under
   ``accelerate launch`` with an accelerate config from ``configs/accelerate/``.
@@ -29,9 +29,11 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
@@ -417,13 +419,31 @@ def prepare_resume(trainer, name: str) -> tuple[str | None, list[tuple[str, str]
     return resume, bad
 
 
+def train_timer() -> Callable[[int, str | None], dict]:
+    """Start the clock of a run's training call (just before ``trainer.train``). Call the result after the final
+    save with ``(global_step, resumed_from)`` for the record's timing fields: ``started_at`` (ISO 8601, UTC),
+    ``wall_s`` (seconds since, this process's training and final save; loading the model and data before it, and
+    evaluation after it, are not counted) and ``timed_steps`` (optimizer steps taken in that time: ``global_step``
+    less the step of the checkpoint it resumed from). A resumed run's ``wall_s`` covers the resumed part only."""
+    started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    t0 = time.perf_counter()
+
+    def fields(global_step: int, resumed_from: str | None) -> dict:
+        m = CHECKPOINT_RE.match(Path(resumed_from).name) if resumed_from else None
+        return {"started_at": started_at, "wall_s": round(time.perf_counter() - t0, 3),
+                "timed_steps": global_step - (int(m.group(1)) if m else 0)}
+
+    return fields
+
+
 def run_trainer(trainer, output_dir: str | Path, name: str, extra: dict | None = None) -> dict:
     """Train with resume, save ``output_dir/model`` atomically, write ``training_log.json``.
 
     Call on every process. Returns the log (also on non-main processes, unwritten there):
     ``train``/``eval`` curves (loss in nats per answer token or per pair), ``world_size``, ``torch_threads``,
     ``steps_per_rank`` (optimizer steps each process took part in, gathered over the
-    process group), ``resumed_from``, ``skipped_checkpoints`` and ``extra``.
+    process group), ``resumed_from``, ``skipped_checkpoints``, ``started_at``, ``wall_s``, ``timed_steps``
+    (:func:`train_timer`: a resumed run's count from its resume point) and ``extra``.
     """
     import torch
 
@@ -431,9 +451,11 @@ def run_trainer(trainer, output_dir: str | Path, name: str, extra: dict | None =
     acc = trainer.accelerator
     counter = attach_callbacks(trainer, name)
     resume, bad = prepare_resume(trainer, name)
+    timer = train_timer()
     result = trainer.train(resume_from_checkpoint=resume)
     steps = acc.gather(torch.tensor([counter.steps], device=acc.device)).tolist()
     save_final(trainer, output_dir / "model")
+    timing = timer(trainer.state.global_step, resume)
     train, evals = split_log_history(trainer.state.log_history)
     record = {
         "name": name,
@@ -447,6 +469,7 @@ def run_trainer(trainer, output_dir: str | Path, name: str, extra: dict | None =
         "steps_per_rank": steps,
         "resumed_from": resume,
         "skipped_checkpoints": [{"folder": f, "reason": r} for f, r in bad],
+        **timing,
         "model_dir": str(output_dir / "model"),
         "extra": extra if extra is not None else {},
     }

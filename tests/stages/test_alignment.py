@@ -37,6 +37,22 @@ def test_principle_texts_are_the_rm_training_strings_most_frequent_first():
     assert A.principle_texts(items, ["bulleted_list", "concise"], 2) == {"bulleted_list": ["uses bullet points", "bullets"]}
 
 
+def test_principle_texts_leave_out_wordings_the_rm_has_barely_seen():
+    """The counts of the smoke run that lost the fulfilment gain: merging by meaning left 708 items on the
+    canonical wording and a handful on others; asking the reward with those was noise."""
+    items = [{"property": "followup_question", "principle": p} for p, n in
+             [("ends with a follow-up question", 708), ("asks a follow-up question", 6), ("follow-up question", 3)]
+             for _ in range(n)]
+    items += [{"property": "concise", "principle": p} for p, n in [("conciseness", 20), ("is concise", 2)] for _ in range(n)]
+    props = ["followup_question", "concise"]
+    assert A.principle_texts(items, props, 3, 0.1) == {"followup_question": ["ends with a follow-up question"],
+                                                        "concise": ["conciseness", "is concise"]}
+    assert A.principle_texts(items, props, 3, 0.0)["followup_question"] == [
+        "ends with a follow-up question", "asks a follow-up question", "follow-up question"]
+    with pytest.raises(ValueError, match="principle_texts_min_share"):
+        A.AlignmentStageConfig(principle_texts_min_share=1.5)
+
+
 def test_missing_inputs_fail_before_any_training(tmp_path):
     cfg = A.AlignmentStageConfig(reward_models_dir=str(tmp_path / "rm"), principles_file=None,
                                  policy=A.PolicySFTConfig(name_or_path=str(tmp_path)))
