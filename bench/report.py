@@ -200,6 +200,61 @@ def repro_cold(r: dict) -> list[str]:
                         "model loading, data preparation and evaluation are in the stage's wall, not the run's.", ""]
 
 
+def _threads_label(counts: list) -> str:
+    shown = "/".join("?" if t is None else str(t) for t in counts) or "?"
+    return f"{shown} thread{'' if counts == [1] else 's'}"
+
+
+def _claim_cell(side: dict, unit: str) -> str:
+    """One claim in one tree: value [interval] vs what it is compared with, and the verdict."""
+    f = ".1f" if unit == "percent" else ".3f"
+
+    def est(x: dict) -> str:
+        ci = x.get("ci")
+        return format(x["value"], f) + (f" [{format(ci[0], f)}, {format(ci[1], f)}]" if ci else "")
+
+    seeds = f" over {side['seeds']} seeds" if side.get("seeds") is not None else ""
+    return f"{est(side)}{seeds} vs {side['against']['label']} {est(side['against'])}: {side['verdict']}"
+
+
+def threads(r: dict) -> list[str]:
+    """bench/threads.py: each claim of the pipeline at the source run's training threads and at another count."""
+    a, b = _threads_label(r["threads"]["a"]), _threads_label(r["threads"]["b"])
+
+    def trainers(by_stage: dict) -> str:
+        return "; ".join(f"{stage}: " + ", ".join(f"{name} {'/'.join(map(str, ts))}" for name, ts in d.items())
+                         for stage, d in by_stage.items())
+
+    def settings(s: dict) -> str:
+        return ", ".join(f"`{k}` {v}" for k, v in s.items())
+
+    lines = [
+        "## `threads`: the claims at another thread count",
+        "",
+        f"Command: `.venv/bin/python {r['command']}`: a copy of the finished pipeline checkout {r['source']}, its "
+        f"trained runs and published models deleted, then `dvc repro --force --single-item` of "
+        f"{', '.join(f'`{s}`' for s in r['stages_rerun'])} with every training on {b} instead of {a} "
+        f"({r['cores']} cores; `principles` not rerun). Machine: {machine_line(r['machine'])}.",
+        "",
+        f"- Settings: source {settings(r['settings']['a'])}; copy {settings(r['settings']['b'])}.",
+        f"- Torch threads per trainer, from the training logs (`torch_threads`): source "
+        f"{trainers(r['training_threads']['a'])}; copy {trainers(r['training_threads']['b'])}. The policy SFT "
+        "warm start is launched without the stages' `OMP_NUM_THREADS` (torch's default in both).",
+        "- Stage walls in the copy: " + ", ".join(f"{k} {v:,.0f} s" for k, v in r["stage_walls_s"].items()) + ".",
+        f"- Claims that hold at both thread counts: **{len(r['hold_in_both'])} of {len(r['claims'])}**.",
+        "",
+        f"| claim | {a} | {b} | holds in both |",
+        "|---|---|---|---|",
+    ]
+    for c in r["claims"]:
+        same = " (same numbers)" if c["identical"] else ""
+        lines.append(f"| {c['claim']} | {_claim_cell(c['a'], c['unit'])} | {_claim_cell(c['b'], c['unit'])} | "
+                     f"{'yes' if c['holds_in_both'] else '**no**'}{same} |")
+    lines += ["", "Rules (values in the unit of `metrics/<stage>.json`: percent, or a share in [0, 1]):", ""]
+    lines += [f"- {c['claim']} (`{c['stage']}`): {c['rule']}; interval: {c['interval']}." for c in r["claims"]]
+    return lines + [""]
+
+
 def gpu(r: dict | None) -> list[str]:
     head = ["## `gpu`: bf16 training, the project's trainers under ZeRO-3, and rollout throughput on one GPU", ""]
     if not r:
@@ -311,7 +366,7 @@ def main() -> None:
              "timings carry noise: the scripts interleave their measurements and report medians.", "",
              "| ratio | value | goal |", "|---|---:|---|", *ratios, ""]
     for key, fn in (("rm_scoring", rm_scoring), ("extraction", extraction), ("repro", repro),
-                    ("repro_cold", repro_cold)):
+                    ("repro_cold", repro_cold), ("threads", threads)):
         lines += fn(results[key]) if key in results else [f"## `{key}`", "", "Not measured yet.", ""]
     lines += gpu(results.get("gpu"))
     lines += budget(results.get("budget"))
