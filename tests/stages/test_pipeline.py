@@ -252,8 +252,10 @@ def test_dvc_rerun_of_alignment_asks_the_judge_nothing(workdir):
         ev.update(judge="openai", judge_base_url=server.base_url, judge_api_key_env=JUDGE_KEY_VAR)
         params.write_text(yaml.safe_dump(raw))
         try:
+            trained = weights()  # by test_alignment_stage_executes when it ran; else the first repro trains
             _dvc_repro(bindir / "dvc", workdir, env, "alignment")
             asked, stamps = server.requests, weights()
+            assert not trained or stamps == trained  # the judge is no part of a training run's key
             assert asked > 0 and {c["payload"]["model"] for c in server.calls} == set(models)
             _dvc_repro(bindir / "dvc", workdir, env, "alignment")
             assert server.requests == asked, f"the rerun asked the judges {server.requests - asked} request(s)"
