@@ -188,10 +188,10 @@ def train_policy_sft(cfg: PolicySFTConfig, output_dir: str | Path, callbacks: li
     if done is not None:
         return {**done, "reused": True}
     from datasets import Dataset
-    from trl import SFTTrainer
 
     from rlbff_lib.models.tokenizer import load_tokenizer
     from rlbff_lib.training.launch import quiet_libraries
+    from rlbff_lib.training.sft import LabelPositionsSFTTrainer
     from rlbff_lib.training.trl_config import trl_config
 
     quiet_libraries()
@@ -203,8 +203,9 @@ def train_policy_sft(cfg: PolicySFTConfig, output_dir: str | Path, callbacks: li
     if not kept:
         raise ValueError(f"max_length: every one of {len(rows)} examples is longer than {cfg.max_length} tokens")
     args = trl_config(cfg, output_dir / "checkpoints")
-    trainer = SFTTrainer(model=str(cfg.name_or_path), args=args, train_dataset=Dataset.from_list(kept),
-                         processing_class=tokenizer, callbacks=callbacks, peft_config=cfg.lora.peft_config())
+    trainer = LabelPositionsSFTTrainer(model=str(cfg.name_or_path), args=args, train_dataset=Dataset.from_list(kept),
+                                       processing_class=tokenizer, callbacks=callbacks,
+                                       peft_config=cfg.lora.peft_config())
     extra = {"n_examples": len(rows), "n_dropped_too_long": len(rows) - len(kept), "config": asdict(cfg)}
     return run_trainer(trainer, output_dir, "policy_sft", extra)
 

@@ -595,16 +595,15 @@ def train_sft(cfg: GenRMSFTConfig, model: str | Path, items: Sequence[dict], out
     checkpoint); the saved tokenizer carries the pinned thinking mode. Call on every process.
     """
     from datasets import Dataset
-    from trl import SFTTrainer
-
+    from rlbff_lib.training.sft import LabelPositionsSFTTrainer
     from rlbff_lib.training.trl_config import trl_config
 
     output_dir = Path(output_dir)
     tokenizer = prepare_tokenizer(model, enable_thinking)
     rows, cut = build_sft_rows(items, tokenizer, cfg.max_length, enable_thinking)
-    trainer = SFTTrainer(model=str(model), args=trl_config(cfg, output_dir / "checkpoints"),
-                         train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks,
-                         peft_config=cfg.lora.peft_config())
+    trainer = LabelPositionsSFTTrainer(model=str(model), args=trl_config(cfg, output_dir / "checkpoints"),
+                                       train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                                       callbacks=callbacks, peft_config=cfg.lora.peft_config())
     record = run_trainer(trainer, output_dir, "genrm_sft", {"n_train": len(rows), "train_truncated": cut})
     return record, trainer, tokenizer
 

@@ -99,7 +99,7 @@ def train_scalar_rm(cfg: ScalarRMConfig, model: str | Path, train_items: Sequenc
     Call on every process of a distributed run.
     """
     from datasets import Dataset
-    from trl import SFTTrainer
+    from rlbff_lib.training.sft import LabelPositionsSFTTrainer
 
     from rlbff_lib.models.tokenizer import load_tokenizer
     from rlbff_lib.training.trl_config import trl_config
@@ -110,7 +110,7 @@ def train_scalar_rm(cfg: ScalarRMConfig, model: str | Path, train_items: Sequenc
     train_rows, train_cut = build_sft_rows(train_items, tokenizer, cfg.max_length)
     eval_rows, eval_cut = build_sft_rows(eval_items, tokenizer, cfg.max_length) if eval_items else ([], 0)
     args = trl_config(cfg, output_dir / "checkpoints", has_eval=bool(eval_rows))
-    trainer = SFTTrainer(
+    trainer = LabelPositionsSFTTrainer(
         model=str(model),
         args=args,
         train_dataset=Dataset.from_list(train_rows),
