@@ -7,6 +7,7 @@ An accuracy of k right out of n gets every rate p that a two-sided score test wo
 from __future__ import annotations
 
 import math
+import random
 from statistics import NormalDist
 from typing import Sequence
 
@@ -164,3 +165,73 @@ def welch_test(after: Sequence[float], before: Sequence[float], confidence: floa
     ci = [diff - half, diff + half]
     out.update(ci=ci, p_value=t_two_sided_p(t, df), t=t, df=df, se=se, excludes_zero=ci[0] > 0 or ci[1] < 0)
     return out
+
+
+def mcnemar_exact_p(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value (the conditional binomial test on the discordant pairs, McNemar 1947).
+
+    Under "both classifiers are equally accurate" each of the m = only_a + only_b discordant items is a fair coin:
+    p = min(1, 2·P(X <= min(only_a, only_b))), X ~ Bin(m, 1/2), summed exactly with integers; 1 when m = 0.
+    """
+    if only_a < 0 or only_b < 0:
+        raise ValueError(f"only_a/only_b: discordant counts must be >= 0, got {only_a}/{only_b}")
+    m = only_a + only_b
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, k) for k in range(min(only_a, only_b) + 1))
+    return min(1.0, 2 * tail / 2 ** m)
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The q-quantile (0 <= q <= 1) of sorted values, linear between order statistics (numpy's default)."""
+    pos = q * (len(sorted_values) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (pos - lo) * (sorted_values[hi] - sorted_values[lo])
+
+
+def paired_accuracy_difference(correct_a: Sequence[bool], correct_b: Sequence[bool], n_bootstrap: int = 2000,
+                               seed: int = 0, confidence: float = CONFIDENCE) -> dict:
+    """Is classifier A more accurate than B on the SAME items? Paired, so the items' shared difficulty cancels.
+
+    ``correct_a[i]`` / ``correct_b[i]``: whether A / B got item i right (same items, same order). The difference
+    acc_a − acc_b (shares) = (only_a − only_b)/n gets a percentile-bootstrap interval over items: ``n_bootstrap``
+    resamples of the n items with replacement (``random.Random(seed)``, so reproducible), the difference of each,
+    and their (1 ± confidence)/2 quantiles (linear between order statistics). The test is the exact McNemar test
+    (:func:`mcnemar_exact_p`) on the discordant items. Unpaired Wilson intervals of the two accuracies can overlap
+    while this interval excludes 0: the items both get right or both get wrong carry no information on the
+    difference, and the paired comparison leaves them out of the noise.
+    Returns ``{"n", "both", "only_a", "only_b", "neither", "accuracy_a", "accuracy_b", "difference",
+    "ci": [lower, upper], "p_value", "excludes_zero", "test", "interval", "n_bootstrap", "seed"}`` (shares).
+    """
+    a, b = list(correct_a), list(correct_b)
+    if len(a) != len(b):
+        raise ValueError(f"correct_a/correct_b: the same items for both, got {len(a)} and {len(b)} entries")
+    if not a:
+        raise ValueError("correct_a/correct_b: a paired comparison needs at least one item")
+    for name, xs in (("correct_a", a), ("correct_b", b)):
+        bad = next((i for i, x in enumerate(xs) if x not in (True, False)), None)
+        if bad is not None:
+            raise ValueError(f"{name}: entry {bad} must be True/False, got {xs[bad]!r}")
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap: must be >= 1, got {n_bootstrap}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
+    n = len(a)
+    only_a = sum(x and not y for x, y in zip(a, b))
+    only_b = sum(y and not x for x, y in zip(a, b))
+    both = sum(x and y for x, y in zip(a, b))
+    diff = (only_a - only_b) / n
+    if only_a + only_b == 0:  # every resample has difference 0
+        ci = [0.0, 0.0]
+    else:
+        rng = random.Random(seed)
+        signs = [int(x) - int(y) for x, y in zip(a, b)]
+        boot = sorted(sum(rng.choices(signs, k=n)) / n for _ in range(n_bootstrap))
+        ci = [_percentile(boot, (1 - confidence) / 2), _percentile(boot, (1 + confidence) / 2)]
+    return {"n": n, "both": both, "only_a": only_a, "only_b": only_b, "neither": n - both - only_a - only_b,
+            "accuracy_a": (both + only_a) / n, "accuracy_b": (both + only_b) / n, "difference": diff, "ci": ci,
+            "p_value": mcnemar_exact_p(only_a, only_b), "excludes_zero": ci[0] > 0 or ci[1] < 0,
+            "test": "exact McNemar (two-sided binomial on the discordant items)",
+            "interval": f"percentile bootstrap over items, {100 * confidence:g}%", "n_bootstrap": n_bootstrap,
+            "seed": seed}

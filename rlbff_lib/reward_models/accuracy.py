@@ -45,6 +45,11 @@ def _grouped(right: Sequence[bool], keys: Sequence[str | None], labels: Sequence
     return out
 
 
+def item_right(scores: Sequence[float], labels: Sequence[str], threshold: float = 0.0) -> list[bool]:
+    """Per item, in order: is ``score > threshold`` the same as ``label == "Yes"``."""
+    return [(s > threshold) == (lab == "Yes") for s, lab in zip(scores, labels)]
+
+
 def item_accuracy(scores: Sequence[float], items: Sequence[dict], threshold: float = 0.0,
                   per_property: bool = False) -> dict | None:
     """Items (``label`` Yes|No, ``domain``, optional ``property``) scored by ``score > threshold``.
@@ -58,7 +63,7 @@ def item_accuracy(scores: Sequence[float], items: Sequence[dict], threshold: flo
     if not items:
         return None
     labels = [it["label"] for it in items]
-    right = [(s > threshold) == (lab == "Yes") for s, lab in zip(scores, labels)]
+    right = item_right(scores, labels, threshold)
     out = {**rate(right), "majority": majority_share(labels),
            "yes_share": 100 * labels.count("Yes") / len(labels), "threshold": threshold,
            "groups": _grouped(right, [str(it.get("domain")) for it in items], labels)}

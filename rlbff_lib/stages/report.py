@@ -19,7 +19,8 @@ Shapes read (tolerant: a key that is absent gives "—", never an error):
 - ``rm_eval.json``: ``models[name] = {label, kind, model: {parameters}, samples,
   rmbench: {chat, math, code, safety, easy, normal, hard, overall}`` (or the per-domain scores
   under ``groups[d].score``), ``judgebench: {knowledge, reasoning, math, code, overall}`` (or
-  ``groups[g].accuracy``), ``principlebench: number | {accuracy, majority}}``; percent.
+  ``groups[g].accuracy``), ``principlebench: number | {accuracy, majority}}``; percent; and
+  ``principlebench_paired[key] = {a, b, n, difference, ci, p_value}`` (:func:`principlebench_paired_text`).
 - ``alignment.json``: ``policies`` (or ``models``) ``[name] = {label, mt_bench, arena_hard, wildbench}``,
   or top-level ``mt_bench`` / ``arena_hard`` / ``wildbench`` (one result, or name -> result). An
   MT-Bench result is a number, ``{overall}`` or ``{scores: {overall}}`` (1-10); an Arena-Hard v2
@@ -519,7 +520,49 @@ def rm_table(rm_eval: Mapping | None) -> str:
     if not rm_eval:
         lines.append("")
         lines.append(f"Our rows: {missing_note('rm_eval')}.")
+    paired = principlebench_paired_text(rm_eval)
+    if paired:
+        lines += ["", paired]
     return "\n".join(lines)
+
+
+def principlebench_paired_text(rm_eval: Mapping | None) -> str:
+    """Markdown: our models compared on the PrincipleBench items both scored (``rm_eval.json``'s
+    ``principlebench_paired[key] = {a, b, n, only_a, only_b, difference, ci, p_value}``, percent points), beside each
+    model's own accuracy with its 95% Wilson interval; an order is claimed when the paired interval excludes 0.
+    "" without paired results. Pairs in the models' order (``rm_eval.json``'s ``order``; its keys are sorted)."""
+    paired = (rm_eval or {}).get("principlebench_paired") or {}
+    models = (rm_eval or {}).get("models") or {}
+    order = [*((rm_eval or {}).get("order") or []), *models]
+    rank = {m: order.index(m) for m in order}
+    out = []
+    for r in sorted(paired.values(), key=lambda r: tuple(rank.get(r.get(k), len(order)) for k in ("a", "b"))):
+        diff, ci, p = _num(r.get("difference")), r.get("ci"), _num(r.get("p_value"))
+        if diff is None or not (isinstance(ci, (list, tuple)) and len(ci) == 2) or p is None:
+            continue
+        names = [str(_get(models, m, "label") or m) for m in (r.get("a"), r.get("b"))]
+        pbs = [_get(models, m, "principlebench") for m in (r.get("a"), r.get("b"))]
+        alone = " vs ".join(f"{name} {_acc_ci(pb) if isinstance(pb, Mapping) else fmt(pb)}"
+                            + (f" on {fmt(_get(pb, 'n'), 0)} items" if _num(_get(pb, "n")) is not None else "")
+                            for name, pb in zip(names, pbs))
+        text = (f"- {names[0]} − {names[1]}: {diff:+.1f} points [{ci[0]:+.1f}, {ci[1]:+.1f}] on {r.get('n')} common "
+                f"items, McNemar exact p = {p:.3g}")
+        if ci[0] > 0 or ci[1] < 0:
+            ahead, behind = names if diff > 0 else names[::-1]
+            text += f": **{ahead} ranks above {behind}**"
+            cis = [_get(pb, "ci") for pb in pbs]
+            known = all(isinstance(c, (list, tuple)) and len(c) == 2 for c in cis)
+            text += ", although their Wilson intervals overlap" if known and not _intervals_apart(*cis) else ""
+            text += " (the exact test alone would not say so at 5%)" if p >= 0.05 else ""
+        else:
+            text += ": the paired interval includes 0, no order is claimed"
+        out.append(f"{text}. Alone (Wilson 95%): {alone}.")
+    if not out:
+        return ""
+    return ("PrincipleBench items, paired: the models score the same items, so each pair is compared on the items "
+            "both scored (the GenRM's smaller sample lies inside the others'): the difference of accuracies in points "
+            "with its 95% percentile-bootstrap interval over items, and the exact McNemar test on the items only one "
+            "of the two gets right. An order is claimed when that interval excludes 0.\n\n" + "\n".join(out))
 
 
 def rm_table_figure(rm_eval: Mapping | None, scale: str):

@@ -42,6 +42,12 @@ Every accuracy carries its 95% Wilson interval (:mod:`rlbff_lib.core.stats`), ``
 in percent, and the table prints it as ``68.2 [65.2, 71.0]``. RM-Bench's numbers are means over
 each prompt's comparisons, which are not independent: their intervals take the prompts as the
 sample size (the domain's prompts; all prompts for the overall, easy, normal and hard), ours.
+The models are scored on the same PrincipleBench items, so two models are also compared paired
+(:func:`principlebench_paired`, ``principlebench_paired`` in both files): on the items both scored
+(keyed by ``item_id``; the GenRM's subsample lies inside the others'), the difference of item
+accuracies with a 95% percentile-bootstrap interval over items and the exact McNemar p
+(:func:`rlbff_lib.core.stats.paired_accuracy_difference`); an order is claimed when that
+interval excludes 0, which overlapping Wilson intervals alone do not decide.
 
 Sample sizes: ``limits`` per model and benchmark draw a seeded subsample that is NESTED (a
 smaller limit takes a subset of a larger one's sample, :func:`nested_sample`), so the GenRM's
@@ -72,8 +78,8 @@ from rlbff_lib.evaluation import benchmarks as bm
 from rlbff_lib.evaluation import rules as ev
 from rlbff_lib.core.io import DataError, read_jsonl, stable_hash
 from rlbff_lib.core.progress import log
-from rlbff_lib.core.stats import percent_interval
-from rlbff_lib.reward_models.accuracy import item_accuracy, pair_accuracy
+from rlbff_lib.core.stats import paired_accuracy_difference, percent_interval
+from rlbff_lib.reward_models.accuracy import item_accuracy, item_right, pair_accuracy
 
 MODEL_KINDS = ("scalar", "bt", "genrm")
 BENCHES = ("rmbench", "judgebench", "principlebench", "principlebench_pairs")
@@ -325,6 +331,28 @@ def validate_rm_item(rec: dict, line: int) -> None:
         raise ValueError(f"label: must be 'Yes' or 'No', got {rec['label']!r}")
 
 
+def principlebench_key(item: dict) -> str:
+    """The key that pairs one item across models: its ``item_id``, else a hash of (context, response, principle)."""
+    if item.get("item_id") is not None:
+        return str(item["item_id"])
+    return "h-" + stable_hash(item["context"], item["response"], item["principle"])[:16]
+
+
+def unique_rm_items() -> Callable[[dict, int], None]:
+    """A validator of RM items (:func:`validate_rm_item`) that also rejects a :func:`principlebench_key` an
+    earlier line of the same file had (the paired comparison pairs items by it)."""
+    seen: dict[str, int] = {}
+
+    def check(rec: dict, line: int) -> None:
+        validate_rm_item(rec, line)
+        key = principlebench_key(rec)
+        if key in seen:
+            raise ValueError(f"item_id: {key!r} repeats line {seen[key]} (one item per id)")
+        seen[key] = line
+
+    return check
+
+
 def validate_pb_pair(rec: dict, line: int) -> None:
     """A PrincipleBench pair needs pair_id, context (messages), principle, chosen and rejected (strings)."""
     context = rec["context"]
@@ -361,7 +389,7 @@ def load_benchmarks(cfg: RMEvalConfig) -> BenchData:
     else:
         data.judgebench_missing = f"no local JudgeBench file ({path or 'no benchmarks folder'}) and use_hub is false"
     folder = Path(cfg.principles_dir)
-    for name, attr, check in (("principlebench.jsonl", "principlebench", validate_rm_item),
+    for name, attr, check in (("principlebench.jsonl", "principlebench", unique_rm_items()),
                                ("principlebench_pairs.jsonl", "principlebench_pairs", validate_pb_pair),
                                ("validation.jsonl", "validation", validate_rm_item)):
         if not (folder / name).exists():
@@ -608,7 +636,9 @@ def evaluate_principlebench(scorer: ScorerFn, items: Sequence[dict], threshold: 
 
     Returns :func:`rlbff_lib.reward_models.accuracy.item_accuracy` (``accuracy``, ``ci``, ``n``,
     ``majority``, ``yes_share``, ``groups[domain]``, ``threshold``) plus ``inputs``, ``truncated``,
-    ``missing_judgements``, ``seconds``, and for a scorer that returns texts (the GenRM)
+    ``missing_judgements``, ``seconds``, ``item_right`` ({:func:`principlebench_key`: right?} in item
+    order, for :func:`principlebench_paired`; :func:`evaluate_all` takes it out of the metrics), and for a
+    scorer that returns texts (the GenRM)
     ``examples``: the first ``n_examples`` judgements (principle, label, score, text); ``None``
     without items.
     """
@@ -617,7 +647,9 @@ def evaluate_principlebench(scorer: ScorerFn, items: Sequence[dict], threshold: 
     out = run_scorer(scorer, [it["context"] for it in items], [it["response"] for it in items],
                      [it["principle"] for it in items])
     result = item_accuracy(out.scores, items, threshold)
-    result.update(inputs=len(items), truncated=out.truncated, missing_judgements=out.missing, seconds=out.seconds)
+    result.update(inputs=len(items), truncated=out.truncated, missing_judgements=out.missing, seconds=out.seconds,
+                  item_right=dict(zip(map(principlebench_key, items),
+                                      item_right(out.scores, [it["label"] for it in items], threshold))))
     if out.texts is not None:  # a generative judge: keep a few of its judgements to read
         result["examples"] = [{"principle": it["principle"], "label": it["label"], "score": s, "text": t[:600]}
                               for it, s, t in list(zip(items, out.scores, out.texts))[:n_examples]]
@@ -696,6 +728,50 @@ def _headline(res: dict | None, key: str) -> str:
     ci = ci.get(key) if isinstance(ci, dict) else ci
     return (f"{with_ci(res[key], ci)} (n={n}, truncated {res['truncated']}/{res['inputs']} inputs, "
             f"{res['seconds']:.0f}s)")
+
+
+# ------------------------------------------------------------------ paired comparison
+
+
+def principlebench_paired(rights: Mapping[str, Mapping[str, bool]], order: Sequence[str], seed: int = 0,
+                          n_bootstrap: int = 2000) -> dict[str, dict]:
+    """Every pair of models (``a`` before ``b`` in ``order``) on the PrincipleBench items both scored.
+
+    rights: model -> {:func:`principlebench_key`: right?} in item order. Returns ``{"<a>_vs_<b>": {"a", "b",
+    **paired_accuracy_difference}}`` on the common items (in a's order), accuracies, ``difference`` and ``ci``
+    in percent (points), counts as counts; a pair without common items is left out.
+    """
+    out: dict[str, dict] = {}
+    names = [m for m in order if m in rights]
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            common = [k for k in rights[a] if k in rights[b]]
+            if not common:
+                log(f"PrincipleBench paired: {a} and {b} share no items, not compared")
+                continue
+            r = paired_accuracy_difference([rights[a][k] for k in common], [rights[b][k] for k in common],
+                                           n_bootstrap=n_bootstrap, seed=seed)
+            r.update({k: 100 * r[k] for k in ("accuracy_a", "accuracy_b", "difference")}, ci=[100 * x for x in r["ci"]])
+            out[f"{a}_vs_{b}"] = {"a": a, "b": b, **r}
+    return out
+
+
+def paired_text(r: Mapping, labels: Mapping[str, str] | None = None) -> str:
+    """One line of a :func:`principlebench_paired` result: the difference with its interval, the McNemar p, the
+    discordant counts, and whether the interval orders the two."""
+    labels = labels or {}
+    a, b = labels.get(r["a"], r["a"]), labels.get(r["b"], r["b"])
+    return (f"{a} − {b}: {r['difference']:+.1f} points, 95% interval [{r['ci'][0]:+.1f}, {r['ci'][1]:+.1f}], "
+            f"on {r['n']} common items ({r['accuracy_a']:.1f} vs {r['accuracy_b']:.1f}; right only by the first "
+            f"{r['only_a']}, only by the second {r['only_b']}), McNemar exact p = {r['p_value']:.3g}; "
+            f"{paired_order(r, a, b)}")
+
+
+def paired_order(r: Mapping, a: str, b: str) -> str:
+    """What a paired result says about the order of ``a`` and ``b``: who is ahead when its interval excludes 0."""
+    if not r["excludes_zero"]:
+        return "no order (the interval includes 0)"
+    return f"{a if r['difference'] > 0 else b} ahead"
 
 
 # ------------------------------------------------------------------ principle sweep
@@ -855,7 +931,8 @@ def ordered_models(metrics: dict) -> list[tuple[str, dict]]:
 def headline_metrics(metrics: dict) -> dict:
     """``metrics/rm_eval.json`` from :func:`evaluate_all`'s metrics (all of them in ``outputs/details/rm_eval.json``),
     per model, percent: PrincipleBench, the items' accuracy (the report's column) with its 95% Wilson interval
-    and item count; RM-Bench overall; JudgeBench overall."""
+    and item count; RM-Bench overall; JudgeBench overall; per pair of models the paired PrincipleBench
+    difference (points) with its 95% bootstrap interval, McNemar p and common items."""
     from rlbff_lib.core.stage import with_ci
 
     models = ordered_models(metrics)
@@ -863,7 +940,10 @@ def headline_metrics(metrics: dict) -> dict:
     return {"principlebench": {name: with_ci(p.get("accuracy"), p.get("ci"), "accuracy") | {"n": p.get("n")}
                                for name, p in pb.items()},
             "rmbench": {name: (r.get("rmbench") or {}).get("overall") for name, r in models},
-            "judgebench": {name: (r.get("judgebench") or {}).get("overall") for name, r in models}}
+            "judgebench": {name: (r.get("judgebench") or {}).get("overall") for name, r in models},
+            "principlebench_paired": {key: with_ci(r["difference"], r["ci"], "difference")
+                                      | {"p_value": r["p_value"], "n": r["n"]}
+                                      for key, r in (metrics.get("principlebench_paired") or {}).items()}}
 
 
 def markdown_table(metrics: dict, paper: Mapping[str, dict] = PAPER_ROWS) -> str:
@@ -928,15 +1008,28 @@ def sweep_table(sweep: dict) -> str:
     return "\n".join(lines)
 
 
+def paired_table(metrics: dict) -> str:
+    """PrincipleBench items, model against model on the items both scored (:func:`principlebench_paired`)."""
+    labels = {name: r.get("label", name) for name, r in ordered_models(metrics)}
+    lines = ["| A | B | common items | only A right | only B right | A − B (points) [95% bootstrap] | "
+             "McNemar exact p | order |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in (metrics.get("principlebench_paired") or {}).values():
+        a, b = labels.get(r["a"], r["a"]), labels.get(r["b"], r["b"])
+        lines.append(f"| {a} | {b} | {r['n']} | {r['only_a']} | {r['only_b']} | {r['difference']:+.1f} "
+                     f"[{r['ci'][0]:+.1f}, {r['ci'][1]:+.1f}] | {r['p_value']:.3g} | {paired_order(r, a, b)} |")
+    return "\n".join(lines)
+
+
 def markdown_report(metrics: dict) -> str:
-    """``metrics/rm_eval.md``: the main table, notes, the position check and the principle sweep."""
+    """``metrics/rm_eval.md``: the main table, notes, the paired PrincipleBench comparison, the position check and
+    the principle sweep."""
     data = metrics.get("data", {})
     out = ["# Reward-model evaluation (paper §5)", "",
            "Each response is scored alone with (prompt, response, principle); pairwise benchmarks count a pair "
            "right when the chosen response scores higher. Numbers in percent, ours with their 95% Wilson "
-           "interval in brackets (RM-Bench's with the prompts as the sample size); where two intervals overlap, "
-           "the sample does not order the two. Our rows were measured by the "
-           "`rm_eval` stage on seeded subsamples (sizes in the `samples` column; nested: a smaller sample lies "
+           "interval in brackets (RM-Bench's with the prompts as the sample size); overlapping intervals alone do "
+           "not order two models (PrincipleBench's items are also compared paired, below). Our rows were measured "
+           "by the `rm_eval` stage on seeded subsamples (sizes in the `samples` column; nested: a smaller sample lies "
            "inside a larger one); the paper's rows are copied from the paper (reference §5). "
            f"`{MISSING}`: not measured / not given.", "", markdown_table(metrics), "", "Notes:", "",
            "- PrincipleBench, scored two ways (ours; the paper does not publish its rule): **items**, right when "
@@ -975,6 +1068,13 @@ def markdown_report(metrics: dict) -> str:
         if result.get("missing_judgements"):
             out.append(f"- {result.get('label', name)}: {result['missing_judgements']} of {result['inputs']} "
                        "generations had no readable judgement (scored −50, i.e. No).")
+    if metrics.get("principlebench_paired"):
+        out += ["", "## PrincipleBench items: model against model on the same items", "",
+                "The models score the same items, so they are compared paired, on the items both scored (the GenRM's "
+                "smaller sample lies inside the others'): A − B is the difference of their accuracies on those items "
+                "with a 95% percentile-bootstrap interval over items; the exact McNemar test asks whether the items "
+                "only A gets right outnumber those only B gets right by more than chance. An order is claimed when "
+                "the interval excludes 0.", "", paired_table(metrics)]
     out += ["", "## JudgeBench: does the verdict depend on the order?", "",
             "Single-response scoring judges the pair in both orders (A, B) and (B, A); with the swapped game scored "
             "in a separate call, a verdict that changes with the order would show here.", "", position_table(metrics)]
@@ -994,9 +1094,10 @@ def evaluate_all(cfg: RMEvalConfig, data: BenchData, load: Callable[[ModelEvalCo
     and ``release()`` are used when it has them) and the principle sweep.
 
     Returns the metrics: ``models[name]`` (:func:`evaluate_model` + ``label``, ``model`` facts),
-    ``order`` (the config's model order),
-    ``principle_sweep``, ``principles``, ``data`` (what was loaded / missing), ``paper``.
+    ``order`` (the config's model order), ``principlebench_paired`` (:func:`principlebench_paired`, one
+    line each printed), ``principle_sweep``, ``principles``, ``data`` (what was loaded / missing), ``paper``.
     """
+    rights: dict[str, dict[str, bool]] = {}  # model -> {item key: right?}, for the paired comparison only
     metrics: dict[str, Any] = {"models": {}, "order": list(cfg.models), "principle_sweep": None, "data": data.summary(),
                                "principles": {"rmbench": dict(cfg.principles.rmbench),
                                               "judgebench": dict(cfg.principles.judgebench)},
@@ -1008,6 +1109,8 @@ def evaluate_all(cfg: RMEvalConfig, data: BenchData, load: Callable[[ModelEvalCo
             result = evaluate_model(scorer, data, mcfg, cfg.principles, cfg.seed, cfg.rescore_swapped)
             info = scorer.info() if hasattr(scorer, "info") else {"path": mcfg.path, "kind": mcfg.kind}
             result.update(label=mcfg.label, kind=mcfg.kind, model=info)
+            if result.get("principlebench"):
+                rights[name] = result["principlebench"].pop("item_right")
             metrics["models"][name] = result
             if cfg.sweep.model == name and cfg.sweep.phrasings:
                 sweep = principle_sweep(scorer, data, mcfg, cfg.sweep.phrasings, cfg.seed, default=result,
@@ -1017,6 +1120,10 @@ def evaluate_all(cfg: RMEvalConfig, data: BenchData, load: Callable[[ModelEvalCo
         finally:
             if hasattr(scorer, "release"):
                 scorer.release()
+    metrics["principlebench_paired"] = principlebench_paired(rights, list(cfg.models), cfg.seed)
+    labels = {name: r["label"] for name, r in metrics["models"].items()}
+    for r in metrics["principlebench_paired"].values():
+        log(f"PrincipleBench paired: {paired_text(r, labels)}")
     return metrics
 
 

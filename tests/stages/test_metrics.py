@@ -96,12 +96,20 @@ def test_rm_eval_headline_has_one_principlebench_number_per_model():
         "scalar": {"principlebench": {"accuracy": 64.0, "ci": [60.8, 67.7], "n": 754},
                    "principlebench_pairs": {"accuracy": 65.8, "ci": [49.9, 78.8], "n": 38},
                    "rmbench": None, "judgebench": {"overall": 51.7}}},
-        "paper": {"scalar": {"principlebench": 91.6}}, "principle_sweep": {"phrasings": {}}, "seconds": 117.0}
+        "paper": {"scalar": {"principlebench": 91.6}}, "principle_sweep": {"phrasings": {}}, "seconds": 117.0,
+        "principlebench_paired": {"scalar_vs_bt": {
+            "a": "scalar", "b": "bt", "n": 754, "both": 400, "only_a": 83, "only_b": 38, "neither": 233,
+            "accuracy_a": 64.1, "accuracy_b": 58.1, "difference": 6.0, "ci": [3.2, 8.8], "p_value": 5.1e-05,
+            "excludes_zero": True, "test": "exact McNemar", "interval": "percentile bootstrap over items, 95%",
+            "n_bootstrap": 2000, "seed": 0}}}
     headline = rm_eval.headline_metrics(metrics)
     assert headline == {"principlebench": {"scalar": _ci(64.0, 60.8, 67.7) | {"n": 754},
                                            "bt": _ci(58.0, 54.0, 62.0) | {"n": 754}},
-                        "rmbench": {"scalar": None, "bt": 49.0}, "judgebench": {"scalar": 51.7, "bt": 51.5}}
+                        "rmbench": {"scalar": None, "bt": 49.0}, "judgebench": {"scalar": 51.7, "bt": 51.5},
+                        "principlebench_paired": {"scalar_vs_bt": {"difference": 6.0, "ci_low": 3.2, "ci_high": 8.8,
+                                                                   "p_value": 5.1e-05, "n": 754}}}
     assert list(headline["principlebench"]) == ["scalar", "bt"]  # the config's order
+    assert headline_numbers(headline)["principlebench_paired"] == headline["principlebench_paired"]  # numbers only
 
 
 def test_alignment_headline_is_fulfilment_gain_with_interval_and_benchmarks_per_policy():

@@ -121,6 +121,43 @@ def test_reward_model_table_reads_flat_and_grouped_results():
     assert "outputs/details/rm_eval.json is missing" in R.rm_table(None)
 
 
+def test_principlebench_paired_result_orders_models_only_when_its_interval_excludes_zero():
+    def pair(a, b, diff, lo, hi, p, n=754):
+        return {"a": a, "b": b, "n": n, "only_a": 80, "only_b": 30, "difference": diff, "ci": [lo, hi], "p_value": p}
+
+    def pb(acc, lo, hi, n):
+        return {"accuracy": acc, "ci": [lo, hi], "n": n}
+
+    rm_eval = {"models": {
+        "scalar": {"label": "scalar RM", "kind": "scalar", "principlebench": pb(65.0, 61.5, 68.3, 754)},
+        "bt": {"label": "BT", "kind": "bt", "principlebench": pb(58.4, 54.8, 61.8, 754)},
+        "genrm": {"label": "GenRM", "kind": "genrm", "principlebench": pb(70.0, 57.5, 80.1, 60)}},
+        "principlebench_paired": {"scalar_vs_bt": pair("scalar", "bt", 6.6, 3.4, 9.8, 4.2e-05),
+                                  "scalar_vs_genrm": pair("scalar", "genrm", -3.3, -13.3, 6.7, 0.61, 60),
+                                  "bt_vs_genrm": pair("bt", "genrm", -10.0, -20.0, -1.7, 0.065, 60)}}
+    table = R.rm_table(json.loads(json.dumps(rm_eval, sort_keys=True)) | {"order": ["scalar", "bt", "genrm"]})
+    lines = {l.split(":")[0]: l for l in table.splitlines() if l.startswith("- ")}
+    assert list(lines) == ["- scalar RM − BT", "- scalar RM − GenRM", "- BT − GenRM"]  # the models' order
+    # the Wilson intervals touch (61.5 < 61.8), the paired interval excludes 0: an order, and both intervals kept
+    assert lines["- scalar RM − BT"] == (
+        "- scalar RM − BT: +6.6 points [+3.4, +9.8] on 754 common items, McNemar exact p = 4.2e-05: **scalar RM "
+        "ranks above BT**, although their Wilson intervals overlap. Alone (Wilson 95%): scalar RM 65.0 [61.5, 68.3] "
+        "on 754 items vs BT 58.4 [54.8, 61.8] on 754 items.")
+    assert lines["- scalar RM − GenRM"].endswith(
+        "McNemar exact p = 0.61: the paired interval includes 0, no order is claimed. Alone (Wilson 95%): scalar RM "
+        "65.0 [61.5, 68.3] on 754 items vs GenRM 70.0 [57.5, 80.1] on 60 items.")
+    assert ("**GenRM ranks above BT**, although their Wilson intervals overlap (the exact test alone would not say "
+            "so at 5%). Alone") in lines["- BT − GenRM"]
+    rm_eval["models"]["genrm"]["principlebench"]["ci"] = [62.0, 77.0]  # apart from BT's: nothing to add
+    assert "**GenRM ranks above BT** (the exact" in R.principlebench_paired_text(rm_eval)
+    assert "percentile-bootstrap interval over items" in table and "exact McNemar test" in table
+    assert R.principlebench_paired_text(RM_EVAL) == "" and R.principlebench_paired_text(None) == ""
+    assert "ranks above" not in R.rm_table(RM_EVAL)
+    flat = {"models": RM_EVAL["models"], "principlebench_paired": {"x": pair("scalar", "bt", 17.0, 9.0, 25.0, 1e-6)}}
+    assert R.principlebench_paired_text(flat).endswith(  # BT's flat number: no interval to compare
+        "**scalar RM ranks above BT**. Alone (Wilson 95%): scalar RM 88.0 vs BT 71.0.")
+
+
 def test_alignment_rows_from_either_shape():
     rows = {r["name"]: r for r in R.alignment_rows(ALIGNMENT)}
     assert rows["rlbff"]["mt_bench"] == 4.25 and rows["rlbff"]["arena_hard"] == 20.0

@@ -340,6 +340,59 @@ def test_report_and_figures(metrics, tmp_path):
     assert (tmp_path / "b.png").stat().st_size > 5000 and (tmp_path / "p.png").stat().st_size > 5000
 
 
+def test_principlebench_paired_compares_each_ordered_pair_on_common_items():
+    # scalar and bt on items a-f, genrm on its subsample b, d, f; x is only bt's, so it is left out of scalar_vs_bt
+    scalar = dict(zip("abcdef", [True, True, True, True, False, True]))
+    bt = dict(zip("abcdefx", [True, False, False, True, True, False, True]))
+    genrm = dict(zip("bdf", [False, True, True]))
+    out = re_.principlebench_paired({"scalar": scalar, "genrm": genrm, "bt": bt}, ["scalar", "bt", "genrm", "none"])
+    assert list(out) == ["scalar_vs_bt", "scalar_vs_genrm", "bt_vs_genrm"]
+    sb = out["scalar_vs_bt"]
+    # by hand: both right a, d; only scalar b, c, f; only bt e; neither none
+    assert (sb["a"], sb["b"], sb["n"], sb["both"], sb["only_a"], sb["only_b"], sb["neither"]) == (
+        "scalar", "bt", 6, 2, 3, 1, 0)
+    assert sb["accuracy_a"] == pytest.approx(500 / 6) and sb["accuracy_b"] == pytest.approx(50.0)
+    assert sb["difference"] == pytest.approx(100 / 3)  # percent points, like the accuracies
+    assert sb["ci"][0] <= sb["difference"] <= sb["ci"][1] <= 100
+    assert sb["p_value"] == 2 * (1 + 4) / 16  # 2 P(X <= 1), X ~ Bin(4, 1/2)
+    sg = out["scalar_vs_genrm"]  # b, d, f: scalar right on all three, genrm on d and f
+    assert (sg["n"], sg["only_a"], sg["only_b"], sg["p_value"]) == (3, 1, 0, 1.0)
+    bg = out["bt_vs_genrm"]  # b, d, f: bt right on d, genrm on d and f
+    assert (bg["n"], bg["both"], bg["only_a"], bg["only_b"], bg["neither"]) == (3, 1, 0, 1, 1)
+    assert re_.principlebench_paired({"scalar": scalar, "other": {"zz": True}}, ["scalar", "other"]) == {}
+    line = re_.paired_text(sb, {"scalar": "Scalar RM", "bt": "BT"})
+    assert line.startswith("Scalar RM − BT: +33.3 points, 95% interval [") and "on 6 common items" in line
+    assert "McNemar exact p = 0.625" in line and line.endswith("no order (the interval includes 0)") == (
+        not sb["excludes_zero"])
+
+
+def test_evaluate_all_pairs_the_models_on_the_genrm_subsample(data):
+    data.principlebench = [item(i, "Yes" if i % 3 else "No", ("GOOD " if i % 4 else "BAD ") + "r" * i)
+                           for i in range(12)]
+    models = re_._default_models()
+    models["genrm"].limits.principlebench = 5
+    metrics = re_.evaluate_all(RMEvalConfig(models=models, sweep={"model": None}), data, load=fake_loader)
+    paired = metrics["principlebench_paired"]
+    assert list(paired) == ["scalar_vs_bt", "scalar_vs_genrm", "bt_vs_genrm"]
+    assert paired["scalar_vs_bt"]["n"] == 12 and paired["scalar_vs_genrm"]["n"] == paired["bt_vs_genrm"]["n"] == 5
+    # on all 12 items the paired accuracies are the models' own PrincipleBench accuracies
+    sb = paired["scalar_vs_bt"]
+    assert sb["accuracy_a"] == pytest.approx(metrics["models"]["scalar"]["principlebench"]["accuracy"])
+    assert sb["accuracy_b"] == pytest.approx(metrics["models"]["bt"]["principlebench"]["accuracy"])
+    assert sb["difference"] == pytest.approx(100 * (sb["only_a"] - sb["only_b"]) / 12)
+    sg = paired["scalar_vs_genrm"]  # the same scorer: no difference
+    assert sg["difference"] == 0 and sg["p_value"] == 1.0 and sg["ci"] == [0.0, 0.0]
+    assert sg["accuracy_b"] == pytest.approx(metrics["models"]["genrm"]["principlebench"]["accuracy"])
+    # no per-item list reaches the details file
+    assert all("item_right" not in r["principlebench"] for r in metrics["models"].values())
+    text = json.dumps(metrics)
+    assert "it11" not in text and len(json.dumps(paired)) < 2000
+    report = re_.markdown_report(metrics)
+    assert "## PrincipleBench items: model against model on the same items" in report
+    assert "| Scalar principle RM (ours, smoke scale) | GenRM (ours, smoke scale) | 5 | 0 | 0 | +0.0 [+0.0, +0.0] | " \
+           "1 | no order (the interval includes 0) |" in report
+
+
 # ------------------------------------------------------------------ config and loading
 
 
@@ -401,6 +454,11 @@ def test_load_benchmarks_reports_what_is_missing(tmp_path):
     bad = tmp_path / "principles" / "principlebench_pairs.jsonl"
     bad.write_text(json.dumps({**pb_pair(0, "a", "b"), "chosen": None}) + "\n")
     with pytest.raises(Exception, match=r"principlebench_pairs.jsonl, line 1.*chosen"):
+        re_.load_benchmarks(cfg)
+    bad.write_text(json.dumps(pb_pair(0, "a", "b")) + "\n")
+    twice = tmp_path / "principles" / "principlebench.jsonl"  # the paired comparison keys items by item_id
+    twice.write_text(json.dumps(item(0, "Yes", "a")) + "\n" + json.dumps(item(0, "No", "b")) + "\n")
+    with pytest.raises(Exception, match=r"principlebench.jsonl, line 2: item_id: 'it0' repeats line 1"):
         re_.load_benchmarks(cfg)
 
 
@@ -506,6 +564,8 @@ def test_stage_notebook_executes(tiny_dirs, tmp_path):
     assert [n for n, _ in re_.ordered_models(metrics)] == ["scalar", "bt", "genrm"]
     headline = json.loads((tmp_path / "metrics" / "rm_eval.json").read_text())
     assert headline["principlebench"]["scalar"]["n"] == metrics["models"]["scalar"]["principlebench"]["n"]
+    assert set(metrics["principlebench_paired"]) == {"scalar_vs_bt", "scalar_vs_genrm", "bt_vs_genrm"}  # sorted keys
+    assert set(headline["principlebench_paired"]["scalar_vs_bt"]) >= {"difference", "p_value", "n"}
     assert metrics["models"]["scalar"]["samples"]["rmbench_prompts"] == {"chat": 2, "code": 2}
     assert metrics["principle_sweep"]["order"] == [re_.DEFAULT_SWEEP_KEY, "correctness"]
     assert metrics["models"]["scalar"]["samples"]["principlebench_pairs"] == 3
