@@ -6,16 +6,19 @@ its own key (an atomic read-modify-write: the file is replaced whole, never half
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -92,3 +95,24 @@ def show(key: str, ratios: dict, notes: dict | None = None) -> None:
         print(f"   {key}.{name} = {value:.3f}" if isinstance(value, float) else f"   {key}.{name} = {value}")
     for name, value in (notes or {}).items():
         print(f"   ({name}: {value})")
+
+
+@contextlib.contextmanager
+def work_folder(keep: Path | None, prefix: str, what: str) -> Iterator[Path]:
+    """The folder a benchmark builds a tree in (not yet existing): ``keep`` (``--keep DIR``: must be absent or
+    empty; kept) or ``rlbff`` in a new temporary folder, removed when the block succeeds. A failure (SystemExit)
+    keeps it and names it: ``"... (WHAT kept in DIR)"``."""
+    if keep is not None:
+        dest = keep.resolve()
+        if dest.exists() and any(dest.iterdir()):
+            raise SystemExit(f"--keep {dest}: folder exists and is not empty")
+        if dest.exists():
+            dest.rmdir()
+    else:
+        dest = Path(tempfile.mkdtemp(prefix=prefix)) / "rlbff"
+    try:
+        yield dest
+    except SystemExit as e:
+        raise SystemExit(f"{e} ({what} kept in {dest})") from None
+    if keep is None:
+        shutil.rmtree(dest.parent, ignore_errors=True)

@@ -44,11 +44,9 @@ import argparse
 import ast
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -292,15 +290,7 @@ def run_cold(keep: Path | None, import_reps: int) -> dict:
         raise SystemExit("RLBFF_BENCHMARKS_DIR: not set, and HEAD's params.yaml leaves rm_eval/alignment "
                          "benchmarks_dir null: a clone in a temporary folder cannot find ../shared/benchmarks")
     load_start = common.load_average()
-    if keep is not None:
-        keep = keep.resolve()
-        if keep.exists() and any(keep.iterdir()):
-            raise SystemExit(f"--keep {keep}: folder exists and is not empty")
-        dest = keep
-    else:
-        dest = Path(tempfile.mkdtemp(prefix="rlbff-cold-")) / "rlbff"
-    ok = False
-    try:
+    with common.work_folder(keep, "rlbff-cold-", "clone") as dest:
         if subprocess.run(["git", "clone", "--quiet", str(common.REPO_ROOT), str(dest)]).returncode != 0:
             raise SystemExit(f"git clone of {common.REPO_ROOT} into {dest} failed")
         commit = _git("rev-parse", "HEAD", cwd=dest)
@@ -322,13 +312,7 @@ def run_cold(keep: Path | None, import_reps: int) -> dict:
                                 "notebook's import time; overhead = wall - compute; a run's wall_s = its training "
                                 "call and final save (model loading, data preparation and evaluation excluded)",
                   "load_average_start": load_start, "machine": common.machine()}
-        ok = True
-        return result
-    except SystemExit as e:
-        raise SystemExit(f"{e} (clone kept in {dest})") from None
-    finally:
-        if ok and keep is None:
-            shutil.rmtree(dest.parent, ignore_errors=True)
+    return result
 
 
 def show_cold(r: dict) -> None:

@@ -44,7 +44,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import common
@@ -336,16 +335,7 @@ def run_threads(clone: Path, threads: int, keep: Path | None) -> dict:
     if a_threads == [threads]:
         raise SystemExit(f"--from {clone}: its trainings already ran on {threads} thread(s); choose another --threads")
     before = fingerprint(clone)
-    if keep is not None:
-        dest = keep.resolve()
-        if dest.exists() and any(dest.iterdir()):
-            raise SystemExit(f"--keep {dest}: folder exists and is not empty")
-        if dest.exists():
-            dest.rmdir()
-    else:
-        dest = Path(tempfile.mkdtemp(prefix="rlbff-threads-")) / "rlbff"
-    ok = False
-    try:
+    with common.work_folder(keep, "rlbff-threads-", "copy") as dest:
         print(f"--- cp -a {clone} {dest}", flush=True)
         if subprocess.run(["cp", "-a", str(clone), str(dest)]).returncode != 0:
             raise SystemExit(f"cp -a {clone} {dest} failed")
@@ -378,13 +368,7 @@ def run_threads(clone: Path, threads: int, keep: Path | None) -> dict:
                   "stages_rerun": list(STAGES), "stage_walls_s": walls,
                   "imports": probe, "clone_unchanged": True,
                   **compare_claims(clone, dest), "machine": common.machine()}
-        ok = True
-        return result
-    except SystemExit as e:
-        raise SystemExit(f"{e} (copy kept in {dest})") from None
-    finally:
-        if ok and keep is None:
-            shutil.rmtree(dest.parent, ignore_errors=True)
+    return result
 
 
 def show(r: dict) -> None:

@@ -153,3 +153,28 @@ def test_results_md_gets_the_cold_section_and_keeps_the_repro_one(clone, tmp_pat
     assert "| `repro_cold.total_s` | 1,105 s | ≤ 900 s (15 min) |" in text
     assert "## `repro`: the share of a smoke `dvc repro` spent outside model compute" in text
     assert text.index("## `repro`:") < text.index("## `repro_cold`:") < text.index("## `gpu`")
+
+
+def test_work_folder_is_removed_after_success_and_kept_and_named_after_a_failure(tmp_path):
+    import common
+
+    with common.work_folder(None, "rlbff-test-", "clone") as dest:
+        dest.mkdir()
+        (dest / "f").write_text("x")
+    assert not dest.parent.exists()
+    with pytest.raises(SystemExit, match=r"boom \(clone kept in .*rlbff\)"):
+        with common.work_folder(None, "rlbff-test-", "clone") as dest:
+            dest.mkdir()
+            raise SystemExit("boom")
+    assert dest.exists()
+    import shutil
+    shutil.rmtree(dest.parent)
+    keep = tmp_path / "keep"
+    with common.work_folder(keep, "rlbff-test-", "copy") as dest:
+        assert dest == keep.resolve() and not dest.exists()
+        dest.mkdir()
+    assert keep.exists()
+    (keep / "f").write_text("x")
+    with pytest.raises(SystemExit, match="folder exists and is not empty"):
+        with common.work_folder(keep, "rlbff-test-", "copy"):
+            pass
